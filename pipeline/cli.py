@@ -1,0 +1,404 @@
+"""The command line: `pipeline [--config PATH] COMMAND`. The only module (with the web app) that prints or exits.
+
+Every PipelineError becomes a one-line message on stderr and exit code 2; no traceback reaches the user
+(set PIPELINE_DEBUG=1 to see one for an unexpected error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import Settings, config_path, load_settings
+from pipeline.contacts import read_contacts, select
+from pipeline.errors import ConfigError, NotFoundError, PipelineError, ScheduleError
+from pipeline.feed import FeedEntry, render_item
+from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
+from pipeline.message import build_message
+from pipeline.models import DeliveryStatus, DistributionStatus, Recipient, Release
+from pipeline.parse import parse_release
+from pipeline.render import write_preview
+from pipeline.runtime import Runtime
+from pipeline.schedule import SweepReport, Worker
+
+console = Console()
+err = Console(stderr=True)
+
+STATUS_STYLE = {
+    "scheduled": "cyan", "sending": "yellow", "sent": "green", "partial": "magenta", "paused": "yellow",
+    "cancelled": "dim", "held": "bold red",
+}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
+class PipelineGroup(click.Group):
+    """Turns the project's errors into one-line messages and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            fail(_plain(str(exc)))
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {_plain(str(exc))} (set PIPELINE_DEBUG=1 for details)", 1)
+
+
+def _plain(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+class State:
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+        self._runtime: Runtime | None = None
+
+    @property
+    def path(self) -> Path:
+        return config_path(self.config)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.path)
+        return self._settings
+
+    def optional_settings(self) -> Settings | None:
+        """Settings when a config exists (or was named); None when running without one (e.g. `parse`)."""
+        if self.config is None and not os.environ.get("PIPELINE_CONFIG") and not self.path.exists():
+            return None
+        return self.settings
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime.open(self.settings)
+        return self._runtime
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config", metavar="PATH", envvar="PIPELINE_CONFIG",
+              help="config.yaml to use (default ./config.yaml; also $PIPELINE_CONFIG).")
+@click.version_option(package_name="pipeline")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Press-release distribution pipeline: parse releases, queue them to media lists, send them on
+    schedule, and publish the newsroom and its RSS feed.
+
+    Start with `pipeline run --once` on the shipped config.yaml (SQLite, outbox, files under the project)."""
+    ctx.obj = State(config)
+    ctx.call_on_close(lambda: ctx.obj._runtime.close() if ctx.obj._runtime else None)
+
+
+# --- parse and preview -------------------------------------------------------------------------------------
+
+@cli.command("parse")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for one file, a list for several).")
+@pass_state
+def parse_cmd(state: State, files: tuple[Path, ...], as_json: bool) -> None:
+    """Parse release documents (.txt wire copy, .md) and show their fields."""
+    settings = state.optional_settings()
+    zone = settings.zone if settings else None
+    parsed: list[dict[str, Any]] = []
+    failures = 0
+    for path in files:
+        try:
+            release = parse_release(path, zone)
+        except PipelineError as exc:
+            failures += 1
+            err.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
+            continue
+        if as_json:
+            parsed.append(release.to_json())
+        else:
+            _print_release(path, release)
+    if as_json and parsed:
+        click.echo(json.dumps(parsed[0] if len(files) == 1 else parsed, ensure_ascii=False, indent=2))
+    if failures:
+        sys.exit(2)
+
+
+def _print_release(path: Path, release: Release) -> None:
+    table = Table(title=str(path), show_header=False, title_justify="left", expand=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in release.to_json().items():
+        if key in ("body", "quotes", "about", "contacts", "problems"):
+            continue
+        table.add_row(key, "—" if value is None else str(value))
+    table.add_row("body", f"{len(release.body)} paragraphs" + (f": {release.body[0][:120]}…" if release.body else ""))
+    for quote in release.quotes:
+        table.add_row("quote", f"{quote.speaker or '(no speaker)'}: {quote.text[:100]}")
+    for about in release.about:
+        table.add_row("about", about.name)
+    for contact in release.contacts:
+        table.add_row("contact", ", ".join(v for v in (contact.name, contact.email, contact.phone) if v))
+    console.print(table)
+    for problem in release.problems:
+        console.print(f"[yellow]problem:[/] {_plain(problem)}", highlight=False)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the previews (default: var/preview/<slug>).")
+@pass_state
+def preview(state: State, file: Path, out: Path | None) -> None:
+    """Render every variant of one release without sending: email.html, email.txt, message.eml, page.html,
+    feed-item.xml."""
+    rt = state.runtime
+    release = parse_release(file, rt.settings.zone)
+    folder = out or rt.settings.resolve(rt.settings.state_dir) / "preview" / release.slug
+    rendition = rt.renderer.email(release, release.slug)
+    sample = Recipient(0, "journalist@example.com", "Sample Journalist", rt.links.url("journalist@example.com"))
+    message = build_message(rendition, sample, rt.clock(), rt.links.mailto_url(sample.address))
+    item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()))
+    written = write_preview(rt.renderer, release, release.slug, folder, message.as_bytes(), item)
+    table = Table("variant", "file", title=f"Preview of {release.title}", title_justify="left")
+    for path in written:
+        table.add_row(path.name, str(path))
+    console.print(table)
+    console.print(f"Open [bold]{folder / 'email.html'}[/] in a browser, or {folder / 'message.eml'} in a mail client.")
+
+
+# --- contacts ----------------------------------------------------------------------------------------------
+
+@cli.group()
+def contacts() -> None:
+    """Import and list media contacts."""
+
+
+@contacts.command("import")
+@click.argument("csv_file", metavar="CSV", type=click.Path(path_type=Path))
+@pass_state
+def contacts_import(state: State, csv_file: Path) -> None:
+    """Import or update contacts from a CSV file (see the README for the columns). Good rows are kept; each
+    bad row is reported with its line number."""
+    rt = state.runtime
+    found = read_contacts(csv_file)
+    imported, updated, suppressed = rt.store.save_contacts(found.contacts)
+    for rejected in found.rejected:
+        err.print(f"[yellow]{csv_file}:{rejected.line}:[/] rejected: {_plain(rejected.reason)}", highlight=False)
+    console.print(f"{imported} imported, {updated} updated, {len(found.rejected)} rejected"
+                  + (f", {found.merged} duplicate rows merged" if found.merged else "")
+                  + (f", {suppressed} skipped (suppressed)" if suppressed else ""))
+
+
+@contacts.command("list")
+@click.option("--audience", "audience_name", metavar="NAME", help="Only contacts in this audience.")
+@pass_state
+def contacts_list(state: State, audience_name: str | None) -> None:
+    """List contacts, optionally those of one audience."""
+    rt = state.runtime
+    people = list(rt.store.contacts())
+    if audience_name:
+        people = select(people, rt.settings, [audience_name])
+    suppressed = rt.store.suppressed_hashes()
+    from pipeline.store import address_hash
+
+    table = Table("email", "name", "outlet", "beats", "regions", "lang",
+                  title=f"{len(people)} contacts" + (f" in audience {audience_name!r}" if audience_name else ""),
+                  title_justify="left")
+    for person in people:
+        style = "dim strike" if address_hash(person.email) in suppressed else None
+        table.add_row(person.email, person.name or "", person.outlet or "", "; ".join(person.beats),
+                      "; ".join(person.regions), person.language or "", style=style)
+    console.print(table)
+
+
+# --- queue and manage distributions ------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--to", "audiences", multiple=True, required=True, metavar="AUDIENCE",
+              help="Audience from config.yaml (repeat for several).")
+@click.option("--at", "at", metavar="WHEN",
+              help="'now', ISO time with offset, or local time (default: the embargo or date, or now).")
+@click.option("--tz", "tz", metavar="ZONE", help="Time zone for a local --at (default: config timezone).")
+@pass_state
+def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, tz: str | None) -> None:
+    """Parse, store and schedule a distribution of one release. Prints the distribution id."""
+    rt = state.runtime
+    zone, zone_name = zone_or_default(tz, rt.settings)
+    release = parse_release(file, zone)
+    now = rt.clock()
+    when = parse_when(at, zone, now) if at else default_due(release, zone, now)
+    dist_id, _ = queue_release(rt.store, rt.settings, release, audiences, when, zone_name)
+    assert dist_id is not None
+    count = len(select(rt.store.contacts(), rt.settings, audiences))
+    err.print(f"queued {release.title!r} to {', '.join(audiences)} ({count} contacts) for "
+              f"{when.astimezone(zone):%Y-%m-%d %H:%M %Z}", highlight=False)
+    click.echo(dist_id)
+
+
+@cli.command("distributions")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice([s.value for s in DistributionStatus]), help="Only these statuses (repeatable).")
+@pass_state
+def distributions_cmd(state: State, statuses: tuple[str, ...]) -> None:
+    """A table of distributions with status, audience, due time and delivery counts."""
+    rt = state.runtime
+    wanted = [DistributionStatus(s) for s in statuses] or None
+    rows = rt.store.distributions(wanted)
+    table = Table("id", "status", "release", "audiences", "due", "recipients", "accepted", "failed",
+                  "in doubt", "pending", title=f"{len(rows)} distributions", title_justify="left")
+    from zoneinfo import ZoneInfo
+
+    for d in rows:
+        pending = sum(d.counts.get(s, 0) for s in ("pending", "claimed", "submitting"))
+        table.add_row(str(d.id), f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]", d.release_slug,
+                      ", ".join(d.audiences), f"{d.due_at.astimezone(ZoneInfo(d.timezone)):%Y-%m-%d %H:%M %Z}",
+                      str(d.total), str(d.counts.get("accepted", 0)), str(d.counts.get("failed", 0)),
+                      str(d.counts.get("in_doubt", 0)), str(pending))
+    console.print(table)
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@pass_state
+def cancel(state: State, distribution_id: int) -> None:
+    """Cancel a distribution that has not finished; recipients not yet sent are never sent."""
+    rt = state.runtime
+    stopped = rt.store.cancel(distribution_id)
+    if stopped < 0:
+        raise ScheduleError(f"distribution {distribution_id} has already finished and cannot be cancelled")
+    console.print(f"distribution {distribution_id} cancelled; {stopped} recipients will not be sent")
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def report(state: State, distribution_id: int, as_json: bool) -> None:
+    """Delivery counts of one distribution by status."""
+    rt = state.runtime
+    dist = rt.store.distribution(distribution_id)
+    counts = {s.value: 0 for s in (DeliveryStatus.ACCEPTED, DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT,
+                                   DeliveryStatus.PENDING)} | dict(dist.counts)
+    if as_json:
+        click.echo(json.dumps({"distribution": dist.id, "status": dist.status.value, "counts": counts}))
+        return
+    table = Table("status", "deliveries", title=f"Distribution {dist.id} · {dist.release_slug} · "
+                  f"{dist.status.value}", title_justify="left")
+    for key, value in counts.items():
+        table.add_row(key, str(value))
+    table.add_row("[bold]total[/]", f"[bold]{dist.total}[/]")
+    console.print(table)
+    if dist.note:
+        console.print(f"note: {_plain(dist.note)}")
+
+
+# --- run -------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int], Callable[[int, int], None]]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False, disable=not err.is_terminal) as bar:
+        def factory(dist_id: int) -> Callable[[int, int], None]:
+            task = bar.add_task(f"distribution {dist_id}", total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return update
+
+        yield factory
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Do what is due now, publish, and exit.")
+@pass_state
+def run(state: State, once: bool) -> None:
+    """The main job: import contacts, parse and queue releases/, send what is due, publish the newsroom.
+
+    Without --once it keeps running as the scheduler and sends each distribution at its time."""
+    rt = state.runtime
+    imported = _import_configured_contacts(rt)
+    with _progress() as progress:
+        worker = Worker(rt, progress)
+        if once:
+            _summary(rt, worker.sweep(), imported)
+            return
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        err.print("scheduler running; Ctrl-C to stop", highlight=False)
+        try:
+            worker.run_forever(on_start=lambda first: _summary(rt, first, imported))
+        except KeyboardInterrupt:
+            worker.stop()
+
+
+def _import_configured_contacts(rt: Runtime) -> tuple[int, int]:
+    new = updated = 0
+    for source in rt.settings.contacts.sources:
+        found = read_contacts(rt.settings.resolve(source))
+        for rejected in found.rejected:
+            err.print(f"[yellow]{source}:{rejected.line}:[/] rejected: {_plain(rejected.reason)}", highlight=False)
+        n, u, _ = rt.store.save_contacts(found.contacts)
+        new, updated = new + n, updated + u
+    return new, updated
+
+
+def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None:
+    intake = sweep.intake
+    for failure in (intake.failed if intake else []):
+        err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
+    for failure in sweep.errors:
+        err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
+    sent = [r for r in sweep.dispatched if r.accepted or r.failed or r.in_doubt]
+    accepted = sum(r.accepted for r in sweep.dispatched)
+    table = Table("", "", title="pipeline run", title_justify="left", show_header=False)
+    if intake:
+        table.add_row("releases parsed", f"{intake.files} ({intake.new} new, {intake.updated} updated, "
+                      f"{intake.unchanged} unchanged, {len(intake.failed)} failed, {intake.problems} problems)")
+        table.add_row("distributions queued", str(len(intake.queued)) +
+                      (f" ({intake.rescheduled} rescheduled)" if intake.rescheduled else ""))
+    table.add_row("contacts imported", f"{imported[0]} new, {imported[1]} updated")
+    table.add_row("distributions sent", str(len(sent)))
+    table.add_row("recipients", f"{accepted} accepted, {sum(r.failed for r in sweep.dispatched)} failed, "
+                  f"{sum(r.in_doubt for r in sweep.dispatched)} in doubt")
+    waiting = rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.HELD,
+                                      DistributionStatus.PAUSED])
+    table.add_row("waiting", ", ".join(f"#{d.id} {d.status.value} until {d.due_at:%Y-%m-%d %H:%M} UTC"
+                                       for d in waiting[:5]) + (" …" if len(waiting) > 5 else "") or "none")
+    site = sweep.site
+    if site:
+        table.add_row("feed items", str(site.feed_items))
+        table.add_row("newsroom pages", str(site.pages))
+    table.add_row("outbox", str(rt.settings.outbox_dir))
+    table.add_row("feed", str(rt.settings.output_dir / "feed.xml"))
+    table.add_row("newsroom", str(rt.settings.output_dir / "index.html"))
+    console.print(table)
+    if intake and not intake.queued and not sent and not intake.rescheduled:
+        console.print("Nothing new: no release queued and nothing sent.")
+
+
+def main() -> None:
+    cli(prog_name="pipeline")
+
+
+__all__ = ["ConfigError", "NotFoundError", "cli", "main"]

@@ -1,0 +1,294 @@
+"""config.yaml → typed, validated settings.
+
+Validated once at start-up: an unknown key or a bad value is a ConfigError naming the key and its line.
+Relative paths are resolved against the folder holding config.yaml; secrets come only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG = "config.yaml"
+CONFIG_ENV = "PIPELINE_CONFIG"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Seconds as a number, or a duration such as `90s`, `15m`, `2h`, `1d 6h`."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        parts = _DURATION.findall(text)
+        if parts and _DURATION.sub("", text).strip() == "":
+            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts))
+    raise ValueError("expected seconds or a duration such as '90s', '15m', '2h', '1d'")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OutboxSettings(_Section):
+    dir: Path = Path("var/outbox")
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str = "SMTP_PASSWORD"
+    rate_per_second: float = Field(0, ge=0, description="0 means no limit")
+    timeout: float = Field(30, gt=0)
+
+
+class SendgridSettings(_Section):
+    host: str = "https://api.sendgrid.com"
+    api_key_env: str = "SENDGRID_API_KEY"
+    sandbox: bool = False
+    timeout: float = Field(30, gt=0)
+    webhook_public_key: str | None = None
+
+
+class SenderSettings(_Section):
+    from_address: str = Field(alias="from")
+    name: str | None = None
+    reply_to: str | None = None
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False, test_environment=True).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class OrganizationSettings(_Section):
+    name: str
+    postal_address: str = Field(min_length=1)
+    url: str | None = None
+
+
+class SiteSettings(_Section):
+    base_url: str = "http://localhost:8000"
+    output_dir: Path = Path("public")
+    title: str | None = None
+    description: str = "Press releases"
+    feed_items: int = Field(50, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class ReleasesSettings(_Section):
+    dir: Path = Path("releases")
+    default_audiences: tuple[str, ...] = ("all",)
+
+
+class ContactsSettings(_Section):
+    sources: tuple[Path, ...] = ()
+
+
+class AudienceSettings(_Section):
+    description: str | None = None
+    beats: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    outlets: tuple[str, ...] = ()
+
+
+class ScheduleSettings(_Section):
+    max_lateness: Duration = timedelta(hours=2)
+    sweep_interval: Duration = timedelta(minutes=1)
+
+
+class SendSettings(_Section):
+    batch_size: int = Field(1000, ge=1, le=1000)
+    lease: Duration = timedelta(minutes=5)
+    max_retries: int = Field(5, ge=0)
+    backoff: Duration = timedelta(seconds=2)
+    pause_after_failures: int = Field(50, ge=1)
+
+
+class UnsubscribeSettings(_Section):
+    secret_env: str = "PIPELINE_SECRET"
+    mailto: str | None = None
+
+
+class Settings(_Section):
+    """The whole of config.yaml. `root` is the folder relative paths are resolved against."""
+
+    root: Path = Path()
+    database: str = "sqlite:///var/pipeline.db"
+    state_dir: Path = Path("var")
+    timezone: str = "UTC"
+    transport: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    outbox: OutboxSettings = OutboxSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    sendgrid: SendgridSettings = SendgridSettings()
+    sender: SenderSettings
+    organization: OrganizationSettings
+    site: SiteSettings = SiteSettings()
+    releases: ReleasesSettings = ReleasesSettings()
+    contacts: ContactsSettings = ContactsSettings()
+    audiences: dict[str, AudienceSettings] = Field(default_factory=lambda: {"all": AudienceSettings()})
+    schedule: ScheduleSettings = ScheduleSettings()
+    send: SendSettings = SendSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'America/Toronto')") from exc
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9+]*://", value):
+            raise ValueError("must be a SQLAlchemy URL such as 'sqlite:///var/pipeline.db'")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the config folder."""
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
+            rest = self.database[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(self.resolve(Path(rest)))
+        return self.database
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolve(self.outbox.dir)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.site.output_dir)
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.resolve(self.releases.dir)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def site_title(self) -> str:
+        return self.site.title or f"{self.organization.name} newsroom"
+
+    def unsubscribe_secret(self) -> str:
+        """The signing secret: from the environment, else one generated once and kept under state_dir."""
+        from_env = os.environ.get(self.unsubscribe.secret_env)
+        if from_env:
+            return from_env
+        path = self.resolve(self.state_dir) / "secret.key"
+        if path.exists():
+            return path.read_text(encoding="utf-8").strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value + "\n")
+        return value
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config, else $PIPELINE_CONFIG, else ./config.yaml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate config.yaml. Raises ConfigError naming the file, line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found (use --config PATH or set PIPELINE_CONFIG)", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=path) from exc
+    try:
+        data = yaml.safe_load(text)
+        tree = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"not valid YAML: {problem}", path=path, line=line) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of keys at the top level", path=path)
+    if "root" in data:
+        raise ConfigError("unknown key", path=path, key="root", line=_line_of(tree, ("root",)))
+    try:
+        return Settings.model_validate({**data, "root": path.resolve().parent})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(p) for p in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        if error["type"] == "missing":
+            message = "required key is missing"
+        message = re.sub(r"^Value error, ", "", message)
+        raise ConfigError(message, path=path, key=key, line=_line_of(tree, loc)) from exc
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line of the deepest key of `loc` found in the YAML node tree."""
+    line = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == part:
+                line, node = key_node.start_mark.line + 1, value_node
+                break
+        else:
+            break
+    return line
+
+
+def dump_defaults() -> dict[str, Any]:
+    """Every key with its default, for documentation and `pipeline config`."""
+    return Settings.model_json_schema()

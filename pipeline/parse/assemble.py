@@ -1,0 +1,334 @@
+"""From a reader's Document (metadata + blocks) to a Release, using the extractors in fields.py."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from pipeline.errors import ReleaseParseError
+from pipeline.models import Boilerplate, MediaContact, Quote, Release
+from pipeline.parse import fields
+from pipeline.parse.dates import find_date, parse_date, parse_datetime
+from pipeline.parse.document import Block, Document
+
+# Front-matter keys and the aliases people use for them.
+_META_KEYS: dict[str, tuple[str, ...]] = {
+    "headline": ("headline", "title"),
+    "subheadline": ("subheadline", "subtitle", "deck"),
+    "date": ("date", "published", "pubdate"),
+    "embargo": ("embargo", "embargoed_until", "embargo_until"),
+    "language": ("language", "lang", "locale"),
+    "audiences": ("audiences", "audience", "to"),
+    "send_at": ("send_at", "send", "send_time"),
+    "categories": ("categories", "category", "tags"),
+    "organization": ("organization", "organisation", "org", "company", "author", "authors"),
+    "dateline": ("dateline", "location"),
+    "wire": ("wire",),
+    "slug": ("slug",),
+    "summary": ("summary", "description", "excerpt"),
+}
+_ALIASES = {alias: key for key, aliases in _META_KEYS.items() for alias in aliases}
+
+_MAX_HEADLINE = 250
+
+
+def assemble(doc: Document, zone: tzinfo) -> Release:
+    """Build the Release. Raises ReleaseParseError only for bad front-matter values; the rest goes to problems."""
+    meta = _interpret_meta(doc, zone)
+    problems = list(doc.problems)
+    blocks = [b for b in doc.blocks if b.text.strip()]
+
+    leading_date: date | None = None
+    if blocks:
+        text, leading_date = fields.strip_meta_date(blocks[0].text)
+        if leading_date is not None:
+            blocks[0] = replace(blocks[0], text=text.strip())
+            blocks = [b for b in blocks if b.text]
+    default_year = (meta.get("date") or leading_date or date.today()).year
+
+    embargo: datetime | None = meta.get("embargo")
+    dateline: fields.Dateline | None = None
+    pre: list[Block] = []
+    body_start = 0
+    for index, block in enumerate(blocks[:15]):
+        flat = _flat(block.text)
+        body_start = index + 1
+        if fields.is_banner(flat):
+            continue
+        when, is_embargo = fields.embargo_of(flat, zone)
+        if is_embargo:
+            if when is None:
+                problems.append(f"line {block.line}: embargo line without a readable date: {flat[:80]!r}")
+            embargo = embargo or when
+            continue
+        if _starts_section(block) or fields.end_marker_of(flat):
+            body_start = index
+            break
+        if not block.is_heading:
+            dateline = fields.find_dateline(flat, default_year)
+            if dateline is not None:
+                blocks[index] = replace(block, text=dateline.rest)
+                body_start = index
+                break
+        pre.append(block)
+    else:
+        body_start = len(blocks) if dateline else 0
+
+    headline, subheadline, pre_rest = _headline(pre, meta)
+    if dateline is None:
+        # No dateline: the body begins after the headline blocks.
+        body_start = len([b for b in pre if b not in pre_rest]) if pre else 0
+        body_start = _index_after(blocks, pre, pre_rest)
+    top_contacts = [b for b in pre_rest if _has_contact_info(b.text)]
+    sections = _sections(blocks[body_start:], problems)
+
+    when = meta.get("date") or leading_date or (dateline.date if dateline else None)
+    if when is None:
+        for block in pre:
+            found = find_date(_flat(block.text))
+            if found and len(_flat(block.text)) < 60:
+                when = found[0]
+                break
+    body = tuple(sections["body"])
+    if not body:
+        problems.append("no body paragraphs found")
+    quotes = tuple(q for q in (fields.find_quote(p) for p in body) if q is not None)
+    for quote in quotes:
+        if quote.speaker is None:
+            problems.append(f"quote without a speaker: {quote.text[:60]!r}…")
+    contact_lines = [line for b in top_contacts for line in b.text.split("\n")] + sections["contacts"]
+    contacts = tuple(_dedupe_contacts(fields.find_contacts(contact_lines)))
+    language = meta.get("language") or fields.detect_language(" ".join([headline or "", *body[:6]]))
+    if language is None:
+        problems.append("language could not be detected; set `language` in the front matter")
+    return Release(
+        headline=headline,
+        subheadline=subheadline,
+        date=when,
+        dateline=meta.get("dateline") or (dateline.place if dateline else None),
+        wire=meta.get("wire") or (dateline.wire if dateline else None),
+        language=language,
+        embargo=embargo,
+        body=body,
+        quotes=quotes,
+        about=tuple(Boilerplate(name, " ".join(texts).strip()) for name, texts in sections["about"]),
+        contacts=contacts,
+        forward_looking_statements=" ".join(sections["fls"]).strip() or None,
+        end_marker=sections["end_marker"][0] if sections["end_marker"] else None,
+        source=str(doc.path),
+        audiences=tuple(meta.get("audiences") or ()),
+        send_at=meta.get("send_at"),
+        categories=tuple(meta.get("categories") or ()),
+        organization=meta.get("organization"),
+        problems=tuple(problems),
+    )
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+def _index_after(blocks: list[Block], pre: list[Block], pre_rest: list[Block]) -> int:
+    """Where the body starts when there is no dateline: the first pre-block not used as a headline."""
+    if pre_rest:
+        return blocks.index(pre_rest[0])
+    if pre:
+        return blocks.index(pre[-1]) + 1
+    return 0
+
+
+def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str | None, list[Block]]:
+    """Headline and subheadline from front matter or the blocks before the dateline; the rest is returned."""
+    headline, subheadline = meta.get("headline"), meta.get("subheadline")
+    candidates: list[Block] = []
+    for block in pre:
+        lines = block.text.split("\n")
+        if len(lines) > 1 and all(len(line) < 200 for line in lines) and not block.is_heading:
+            candidates += [replace(block, text=line.strip()) for line in lines if line.strip()]
+        else:
+            candidates.append(block)
+    rest: list[Block] = []
+    for block in candidates:
+        flat = _flat(block.text)
+        if _is_date_only(flat) or _has_contact_info(flat) or re.match(r"^(?:!\[|https?://)", flat):
+            rest.append(block) if _has_contact_info(flat) else None
+            continue
+        if headline is None and len(flat) <= _MAX_HEADLINE:
+            headline = flat
+        elif headline is not None and _norm(flat) == _norm(headline):
+            continue
+        elif subheadline is None and len(flat) <= 400 and not rest and (block.is_heading or block.bold or
+                                                                         len(flat) <= 300):
+            subheadline = flat
+        else:
+            rest.append(block)
+    return headline, subheadline, rest
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text).strip().casefold()
+
+
+def _is_date_only(text: str) -> bool:
+    found = find_date(text)
+    return found is not None and len(text) - len(found[1].group(0)) < 25
+
+
+def _has_contact_info(text: str) -> bool:
+    return bool(fields._EMAIL.search(fields.deobfuscate(text))) or (
+        bool(fields._PHONE.search(text)) and len(text) < 200 and fields.is_contacts_heading(text.split("\n")[0])
+    )
+
+
+def _starts_section(block: Block) -> bool:
+    first = _flat(block.text.split("\n")[0])
+    return bool(
+        fields.about_heading(first)
+        and (block.is_heading or block.bold or "\n" in block.text or len(first) < 60)
+        and not re.search(r"[.!?]\s", first)
+    ) or fields.is_contacts_heading(first) or fields.is_fls_heading(first)
+
+
+_FLS_PARAGRAPH = re.compile(
+    r"forward[-\s]looking\s+(?:statements|information).{0,200}(?:within\s+the\s+meaning|safe\s+harbou?r|"
+    r"private\s+securities\s+litigation|involve\s+(?:known\s+and\s+unknown\s+)?risks)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
+    """Split the blocks after the dateline into body, About sections, contacts, FLS and the end marker."""
+    out: dict[str, Any] = {"body": [], "about": [], "contacts": [], "fls": [], "end_marker": []}
+    section = "body"
+    for block in blocks:
+        lines = block.text.split("\n")
+        first = lines[0].strip()
+        flat = _flat(block.text)
+        marker = fields.end_marker_of(flat)
+        if marker:
+            out["end_marker"].append(marker)
+            section = "trailer"
+            continue
+        if fields.is_banner(flat) and section == "body" and not out["body"]:
+            continue
+        if fields.is_source_line(flat):
+            section = "source"
+            continue
+        heading_name = fields.about_heading(_strip_marks(first))
+        if heading_name and (block.is_heading or block.bold or len(lines) > 1 or len(first) < 60) and not re.search(
+                r"[.!?]\s", first):
+            out["about"].append((heading_name, []))
+            section = "about"
+            rest = _flat("\n".join(lines[1:]))
+            if rest:
+                out["about"][-1][1].append(rest)
+            continue
+        inline = fields.about_inline(flat) if not block.is_heading else None
+        if inline and section != "body" or (inline and len(inline[0].split()) <= 6 and re.match(
+                r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", flat, re.IGNORECASE)):
+            assert inline is not None
+            out["about"].append((inline[0], [inline[1]]))
+            section = "about"
+            continue
+        if fields.is_contacts_heading(_strip_marks(first)):
+            section = "contacts"
+            out["contacts"].extend(lines[1:])
+            continue
+        inline_contacts = fields.contacts_inline(flat)
+        if inline_contacts is not None and len(flat) < 400:
+            section = "contacts"
+            out["contacts"].extend([inline_contacts, *lines[1:]] if len(lines) > 1 else [inline_contacts])
+            continue
+        if fields.is_fls_heading(_strip_marks(first)):
+            section = "fls"
+            rest = _flat("\n".join(lines[1:]))
+            if rest:
+                out["fls"].append(rest)
+            continue
+        if section in ("body", "about") and _FLS_PARAGRAPH.search(flat[:600]):
+            section = "fls"
+        if section == "body":
+            out["body"].append(flat)
+        elif section == "about":
+            out["about"][-1][1].append(flat)
+        elif section == "fls":
+            out["fls"].append(flat)
+        elif section in ("contacts", "trailer", "source"):
+            if section == "contacts" or _has_contact_info(block.text):
+                out["contacts"].extend(lines)
+    for name, texts in out["about"]:
+        if not texts:
+            problems.append(f"'About {name}' section has no text")
+    return out
+
+
+def _strip_marks(text: str) -> str:
+    return text.strip().strip("*_#").strip()
+
+
+def _dedupe_contacts(contacts: list[MediaContact]) -> list[MediaContact]:
+    seen: set[tuple[str | None, str | None]] = set()
+    kept = []
+    for contact in contacts:
+        key = ((contact.email or "").lower() or None, contact.phone)
+        if key not in seen:
+            seen.add(key)
+            kept.append(contact)
+    return kept
+
+
+# --- front matter ------------------------------------------------------------------------------------------
+
+def _interpret_meta(doc: Document, zone: tzinfo) -> dict[str, Any]:
+    """Front matter → typed values. A key we do not know is a problem; a value we cannot read is an error."""
+    out: dict[str, Any] = {}
+    for raw_key, value in doc.meta.items():
+        key = _ALIASES.get(str(raw_key).strip().lower().replace("-", "_").replace(" ", "_"))
+        line = doc.meta_lines.get(str(raw_key))
+        if key is None:
+            doc.problems.append(f"front matter key {raw_key!r} is not used (line {line})")
+            continue
+        if value is None or value == "":
+            continue
+        try:
+            out[key] = _meta_value(key, value, zone)
+        except ValueError as exc:
+            raise ReleaseParseError(doc.path, f"front matter {raw_key!r}: {exc}", line) from None
+    return out
+
+
+def _meta_value(key: str, value: Any, zone: tzinfo) -> Any:
+    if key in ("audiences", "categories"):
+        items = value if isinstance(value, list) else re.split(r"\s*[,;]\s*", str(value))
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if key == "date":
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        parsed = parse_date(str(value))
+        if parsed is None:
+            raise ValueError(f"{value!r} is not a date (use YYYY-MM-DD)")
+        return parsed
+    if key in ("embargo", "send_at"):
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=zone)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=zone)
+        when = parse_datetime(str(value), zone)
+        if when is None:
+            raise ValueError(f"{value!r} is not a date and time (use e.g. 2026-03-05T09:00:00-05:00)")
+        return when
+    if key == "language":
+        code = str(value).strip().lower().replace("_", "-").split("-")[0]
+        if not re.fullmatch(r"[a-z]{2}", code):
+            raise ValueError(f"{value!r} is not an ISO 639-1 language code such as 'en' or 'fr'")
+        return code
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value).strip()
+
+
+__all__ = ["MediaContact", "Quote", "assemble"]

@@ -1,0 +1,411 @@
+"""Shared extractors: from a reader's blocks to the fields of a Release.
+
+The order of a wire release is stable across wires and languages: banners and embargo line, headline,
+subheadline, dateline opening the first body paragraph, body with quotes, then sections ("About X", media
+contacts, forward-looking statements) and an end marker. Each extractor finds one of these; anything it cannot
+settle is recorded in `problems` rather than guessed silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+
+import py3langid
+
+from pipeline.models import Boilerplate, MediaContact, Quote
+from pipeline.parse.dates import find_date, parse_datetime
+
+# --- section headings ------------------------------------------------------------------------------------
+
+_ABOUT = re.compile(
+    r"^(?:about|à propos d[eu']|a propos d[eu']|à propos|über|uber|acerca de|sobre|om|informazioni su|over|"
+    r"о компании|о)\s*[’']?\s*(?P<name>[^\n:]{1,90}?)\s*(?::|\.)?\s*$",
+    re.IGNORECASE,
+)
+_ABOUT_INLINE = re.compile(
+    r"^(?:about|à propos d[eu']|a propos d[eu']|über|acerca de|sobre|om)\s*[’']?\s*(?P<name>[^\n:]{1,90}?)"
+    r"\s*(?::|\s[–—-]\s)\s*(?P<text>\S.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_CONTACTS = re.compile(
+    r"^(?:(?:media|press|investor|news|journalist|editorial|pr)\s+)?(?:contacts?|inquiries|enquiries|relations)"
+    r"(?:\s+(?:info(?:rmation)?|details))?\s*(?:for\s+[^:\n]{1,60})?\s*:?\s*$"
+    r"|^(?:contacts?\s+(?:presse|médias?|medias?)|pressekontakt|medienkontakt|kontakt|contacto(?:\s+de\s+prensa)?|"
+    r"presskontakt|renseignements|pour (?:plus d['’]information|de plus amples renseignements)[^:\n]*|"
+    r"for (?:further|more|additional) information[^:\n]{0,60}|source)\s*:?\s*$",
+    re.IGNORECASE,
+)
+_CONTACTS_INLINE = re.compile(
+    r"^(?:(?:media|press|investor)\s+)?(?:contacts?|inquiries|enquiries)\s*:\s*(?P<text>\S.*)$"
+    r"|^(?:for (?:further|more) information|pour plus d['’]information|renseignements)[^:\n]{0,60}:\s*(?P<text2>\S.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_FLS = re.compile(
+    r"^(?:(?:cautionary|special)\s+(?:note|statement|language)\s+(?:regarding|concerning|about|on)\s+)?"
+    r"(?:forward[-\s‑]looking\s+(?:statements?|information)|safe\s+harbou?r(?:\s+statement)?|"
+    r"cautionary\s+(?:note|statement|language)|déclarations?\s+prospectives?|énoncés?\s+prospectifs?|"
+    r"informations?\s+prospectives?|mise en garde[^\n]{0,60}|zukunftsgerichtete\s+aussagen|"
+    r"declaraciones\s+prospectivas|framåtblickande\s+uttalanden)\b[^\n]{0,80}?[:.]?\s*$",
+    re.IGNORECASE,
+)
+_END_MARKER = re.compile(r"^\s*(?P<marker>#\s?#\s?#|-\s?30\s?-|–30–|—30—)\s*$")
+_SOURCE_LINE = re.compile(r"^SOURCE[:\s]+\S")
+_BANNER = re.compile(
+    r"^\W*(?:for\s+immediate\s+release|immediate\s+release|press\s+release|news\s+release|media\s+release|"
+    r"for\s+release|communiqué(?:\s+de\s+presse)?|pour\s+diffusion\s+immédiate|pressemitteilung|"
+    r"pressmeddelande|comunicado(?:\s+de\s+prensa)?|nota\s+de\s+prensa|news|press|media\s+advisory|"
+    r"for\s+distribution|public\s+release)\b[\s\W]*$",
+    re.IGNORECASE,
+)
+_EMBARGO = re.compile(
+    r"^\W*(?:embargo(?:ed)?\s*(?:until|till|to|:)?|under\s+embargo\s+until|not\s+for\s+(?:release|publication)"
+    r"\s+(?:before|until)|hold\s+for\s+release(?:\s+until)?|release\s+(?:date|time)\s*:|"
+    r"sous\s+embargo\s+jusqu['’]\s*(?:au|à|a)?|embargo\s+jusqu['’]\s*(?:au|à)?|sperrfrist(?:\s+bis)?|"
+    r"embargo\s+hasta(?:\s+el)?)\s*[:\-–]?\s*(?P<when>.+)$",
+    re.IGNORECASE,
+)
+_META_DATE = re.compile(r"^\s*date[:\s]\s*(?P<date>\d{4}-\d\d-\d\d)\s*", re.IGNORECASE)
+
+# --- dateline ----------------------------------------------------------------------------------------------
+
+_DASH = r"(?:--|—|–|‒|―|\s-\s)"
+_DATELINE = re.compile(
+    rf"^(?P<prefix>[^\n]{{0,200}}?)\s*(?:"
+    rf"(?:--|—|–|-)?\s*\((?P<wire1>[^()\n]{{2,60}})\)\s*(?:{_DASH}|:|-)\s*"
+    rf"|/\s*(?P<wire2>[^/\n]{{2,45}}?)\s*/\s*(?:{_DASH}|:|-)?\s*"
+    rf"|\s*{_DASH}\s*"
+    rf")(?P<rest>\S.*)$",
+    re.DOTALL,
+)
+_LEADING_DATE_THEN_DASH = re.compile(rf"^\s*(?P<date>[^/\n]{{4,40}}?)\s*(?:/|{_DASH}|-)\s*(?P<rest>\S.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Dateline:
+    place: str | None
+    wire: str | None
+    date: date | None
+    rest: str
+
+
+def find_dateline(text: str, default_year: int | None = None) -> Dateline | None:
+    """The dateline opening a body paragraph, or None when the paragraph does not start with one."""
+    match = _DATELINE.match(text)
+    if not match:
+        return None
+    prefix = match.group("prefix").strip().rstrip(",;").strip()
+    wire = (match.group("wire1") or match.group("wire2") or "").strip() or None
+    if wire and (len(wire.split()) > 6 or not re.search(r"[A-Za-z]", wire) or "http" in wire):
+        return None
+    rest = match.group("rest")
+    found = find_date(prefix, default_year)
+    when: date | None = None
+    place = prefix
+    if found is not None:
+        when, date_match = found
+        place = prefix[: date_match.start()]
+        tail = prefix[date_match.end():].strip(" ,")
+        if tail and not re.fullmatch(r"(?:at\s+)?[\d:.]+\s*(?:[ap]\.?m\.?)?\s*\w{0,4}", tail, re.IGNORECASE):
+            return None
+    elif wire:
+        # "CITY, ST / ACCESSWIRE / March 23, 2021 / Text": the date follows the wire.
+        after = _LEADING_DATE_THEN_DASH.match(rest)
+        if after:
+            late = find_date(after.group("date"), default_year)
+            if late is not None and late[1].start() < 12:
+                when, rest = late[0], after.group("rest")
+    place = re.sub(r"[\s,;(–—-]+$", "", place).strip()
+    place = re.sub(r"^(?:\w+\s+)?(?:\(|\[)?\s*", lambda m: m.group(0) if m.group(0).strip("([ ") else "", place)
+    if place and not _looks_like_place(place):
+        return None
+    if not place and when is None and wire is None:
+        return None
+    if not wire and when is None and not (place and _mostly_upper(place)):
+        return None
+    return Dateline(place or None, wire, when, rest.strip())
+
+
+def _looks_like_place(text: str) -> bool:
+    words = text.split()
+    if len(words) > 9 or len(text) > 90 or not text[0].isupper():
+        return False
+    if re.search(r"[\"“”«»!?]|\b(?:is|are|was|has|have|will|today|announced|the)\b", text):
+        return False
+    return not re.search(r"\.\s+[A-Z][a-z]+\s+[a-z]", text)
+
+
+def _mostly_upper(text: str) -> bool:
+    letters = [c for c in text.split(",")[0] if c.isalpha()]
+    return bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.8
+
+
+# --- quotes ------------------------------------------------------------------------------------------------
+
+_QUOTE_CHARS = re.compile(r"[\"“”„«»]")
+_ATTRIBUTION = re.compile(
+    r"\b(?:said|says|added|adds|explained|explains|commented|comments|noted|notes|stated|states|continued|"
+    r"continues|remarked|remarks|emphasi[sz]ed|emphasi[sz]es|concluded|concludes|shared|observed|observes|"
+    r"declared|according\s+to|announced|highlighted|pointed\s+out|expressed|believes|acknowledged|"
+    r"a\s+(?:déclaré|dit|expliqué|ajouté|souligné|affirmé|indiqué|précisé|commenté|conclu|estimé|rappelé)|"
+    r"déclare|explique|ajoute|souligne|affirme|indique|précise|estime|commente|rappelle|selon|"
+    r"sagt|sagte|erklärt|erklärte|betont|betonte|ergänzt|so|dijo|afirmó|explicó|señaló|comentó|añadió|"
+    r"säger|sa|berättar|förklarar)\b",
+    re.IGNORECASE,
+)
+_TITLE_WORDS = {
+    "ceo", "cto", "cfo", "coo", "cmo", "cio", "president", "vice", "vp", "chief", "executive", "officer",
+    "director", "founder", "co-founder", "cofounder", "chair", "chairman", "chairwoman", "chairperson", "head",
+    "manager", "senior", "general", "secretary", "minister", "professor", "prof", "dr", "dr.", "mr", "mr.",
+    "mrs", "mrs.", "ms", "ms.", "executive director", "partner", "managing", "lead", "principal", "dean",
+    "mayor", "governor", "senator", "leader", "owner", "delegate", "spokesperson", "spokesman", "spokeswoman",
+    "analyst", "engineer", "scientist", "researcher", "editor", "member", "board", "global", "group",
+    "technology", "product", "marketing", "operating", "financial", "commercial", "research", "development",
+    "sales", "business", "operations", "strategy", "communications", "associate", "assistant", "deputy",
+    "acting", "interim", "sr", "sr.", "jr", "jr.", "directeur", "directrice", "présidente", "président",
+    "fondateur", "fondatrice", "général", "générale", "geschäftsführer", "vorstand", "gründer",
+}
+_NAME_TOKEN = re.compile(r"^[A-ZÀ-ÖØ-ÞŁŚŻŹĆŃ][a-zà-öø-ÿłśżźćńA-Z'’.-]*$")
+_PARTICLES = {"de", "da", "van", "von", "der", "del", "la", "le", "du", "di", "bin", "ben", "y", "st.", "mc"}
+_CAMEL = re.compile(r"[a-zà-ÿ][A-ZÀ-Þ]")
+
+
+def _pair_quotes(text: str) -> list[tuple[int, int]]:
+    """Spans between successive quote characters; wires mix straight and curly quotes in one paragraph."""
+    positions = [m.start() for m in _QUOTE_CHARS.finditer(text)]
+    return [(positions[i] + 1, positions[i + 1]) for i in range(0, len(positions) - 1, 2)]
+
+
+def find_quote(paragraph: str) -> Quote | None:
+    """A quotation with an attribution in one paragraph; split quotes around one attribution count once."""
+    spans = [(a, b) for a, b in _pair_quotes(paragraph) if len(paragraph[a:b].split()) >= 4]
+    if not spans:
+        return None
+    outside = []
+    previous = 0
+    for start, end in spans:
+        outside.append(paragraph[previous: start - 1])
+        previous = end + 1
+    outside.append(paragraph[previous:])
+    remainder = " ⁂ ".join(outside)
+    verb = _ATTRIBUTION.search(remainder)
+    colon_intro = re.search(r"([A-ZÀ-Þ][\w'’.-]+(?:\s+[\w'’.-]+){0,8})\s*[:,]\s*$", outside[0]) if outside[0] else None
+    if verb is None and colon_intro is None:
+        return None
+    text = " ".join(paragraph[a:b].strip().strip(",").strip() for a, b in spans)
+    return Quote(speaker=_speaker(remainder, verb), text=re.sub(r"\s+", " ", text).strip())
+
+
+def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
+    """The person attributed: the name after the verb ("said Jane Doe, CEO") or before it ("Doe said")."""
+    if verb is not None:
+        after = re.split(r"[.;⁂](?:\s|$)|,", remainder[verb.end():], maxsplit=1)[0]
+        name = _name_from_right(after.split())
+        if name:
+            return name
+        before = re.split(r"[.;⁂](?:\s|$)", remainder[: verb.start()])[-1]
+        name = _name_in(before)
+        if name:
+            return name
+    first = remainder.split("⁂")[0]
+    return _name_in(first)
+
+
+def _name_in(text: str) -> str | None:
+    clauses = [c for c in re.split(r",", text) if c.strip()]
+    for clause in clauses:
+        name = _name_from_right(clause.split())
+        if name:
+            return name
+    return None
+
+
+def _name_from_right(tokens: Sequence[str]) -> str | None:
+    """The trailing run of capitalised tokens that is a person's name, titles and organisations dropped."""
+    tokens = [t.strip("“”\"«»()[]:") for t in tokens if t.strip("“”\"«»()[]:")]
+    # Cut at the first lowercase word that is not a particle, keeping the capitalised run before it.
+    run: list[str] = []
+    for token in tokens:
+        if _NAME_TOKEN.match(token) or (run and token.lower() in _PARTICLES):
+            run.append(token)
+        elif run:
+            break
+    picked: list[str] = []
+    for token in reversed(run):
+        low = token.lower().rstrip(",")
+        if low in _TITLE_WORDS or (token.isupper() and len(token) > 1) or _CAMEL.search(token):
+            if picked:
+                break
+            continue
+        picked.insert(0, token)
+        if len(picked) == 4:
+            break
+    while picked and picked[0].lower() in _PARTICLES:
+        picked.pop(0)
+    if not picked or (len(picked) == 1 and len(picked[0]) < 3):
+        return None
+    return " ".join(picked).rstrip(".,")
+
+
+# --- contacts ----------------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_OBFUSCATED = re.compile(
+    r"(?P<user>[A-Za-z0-9._%+-]+)\s*[\[(<{]\s*(?:at|@)\s*[\])>}]\s*(?P<domain>[A-Za-z0-9-]+"
+    r"(?:\s*(?:[\[(<{]\s*(?:dot|\.)\s*[\])>}]|\.)\s*[A-Za-z0-9-]+)+)",
+    re.IGNORECASE,
+)
+_PHONE = re.compile(r"(?<![\w.])(?:\+|00)?\(?\d[\d\s().\-‑–/]{6,}\d(?:\s*(?:x|ext\.?|poste)\s*\d{1,5})?(?![\w])")
+_NOT_NAME = re.compile(
+    r"\b(?:inc|ltd|llc|corp|corporation|company|gmbh|ag|sa|plc|group|communications|agency|media|relations|"
+    r"contact|contacts|phone|tel|telephone|email|e-mail|mobile|cell|fax|office|website|web|www|http|press|"
+    r"public|investor|investors|marketing|partners|pr|team|department|university|foundation|association|"
+    r"council|network|institute|ministry|services|solutions|technologies|international|news|newsroom)\b",
+    re.IGNORECASE,
+)
+
+
+def deobfuscate(text: str) -> str:
+    """`jane [at] example [dot] com` → `jane@example.com`."""
+    def fix(match: re.Match[str]) -> str:
+        domain = re.sub(r"\s*(?:[\[(<{]\s*(?:dot|\.)\s*[\])>}]|\.)\s*", ".", match.group("domain"), flags=re.I)
+        return f"{match.group('user')}@{domain}"
+
+    return _OBFUSCATED.sub(fix, text)
+
+
+def _is_person_name(text: str) -> bool:
+    text = text.strip().rstrip(",")
+    words = text.split()
+    if not 2 <= len(words) <= 5 or any(ch.isdigit() for ch in text) or "@" in text or _NOT_NAME.search(text):
+        return False
+    return all(_NAME_TOKEN.match(w) or w.lower() in _PARTICLES for w in words)
+
+
+def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
+    """Media contacts from a contacts section: names with the emails and phones that follow them."""
+    contacts: list[MediaContact] = []
+    name: str | None = None
+    org: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    def flush() -> None:
+        nonlocal name, org, email, phone
+        if email or phone:
+            contacts.append(MediaContact(name=name, email=email, phone=phone, organization=org))
+        name = org = email = phone = None
+
+    for raw in lines:
+        for segment in re.split(r"\s*(?:[|;•·]|,\s(?=\S+@)|\n|\s{3,}|,\s(?=\+?\(?\d))\s*", deobfuscate(raw)):
+            segment = segment.strip().strip(",")
+            if not segment:
+                continue
+            segment = re.sub(r"^(?:e-?mail|courriel|phone|tel(?:ephone|éphone)?|t|p|m|mobile|cell|office|"
+                             r"direct|ph|o)\s*[.:]\s*", "", segment, flags=re.IGNORECASE)
+            found_email = _EMAIL.search(segment)
+            found_phone = None if found_email else _PHONE.search(segment)
+            if found_email:
+                if email:
+                    flush()
+                email = found_email.group(0).rstrip(".")
+                candidate = segment[: found_email.start()].strip(" ,:-<(")
+                if candidate and _is_person_name(candidate) and name is None:
+                    name = candidate
+            elif found_phone and sum(c.isdigit() for c in found_phone.group(0)) >= 7:
+                if phone:
+                    flush()
+                phone = found_phone.group(0).strip()
+                candidate = segment[: found_phone.start()].strip(" ,:-")
+                if candidate and _is_person_name(candidate) and name is None:
+                    name = candidate
+            elif _is_person_name(segment):
+                if name is not None or email or phone:
+                    flush()
+                name = segment.rstrip(",")
+            elif name is not None and org is None and len(segment) < 80 and not email and not phone:
+                org = segment
+    flush()
+    return contacts
+
+
+# --- headline, banners and language ------------------------------------------------------------------------
+
+def strip_meta_date(text: str) -> tuple[str, date | None]:
+    """The seed's leading `date YYYY-MM-DD` metadata, split from the text it precedes."""
+    match = _META_DATE.match(text)
+    if not match:
+        return text, None
+    try:
+        return text[match.end():], date.fromisoformat(match.group("date"))
+    except ValueError:
+        return text, None
+
+
+def is_banner(text: str) -> bool:
+    return bool(_BANNER.match(text)) and len(text) < 60
+
+
+def embargo_of(text: str, zone: tzinfo) -> tuple[datetime | None, bool]:
+    """(when, is_embargo_line): the embargo a line declares, if it is an embargo line."""
+    match = _EMBARGO.match(text) if len(text) < 200 else None
+    if not match:
+        return None, False
+    return parse_datetime(match.group("when"), zone), True
+
+
+def end_marker_of(text: str) -> str | None:
+    match = _END_MARKER.match(text)
+    if not match:
+        return None
+    marker = re.sub(r"\s", "", match.group("marker"))
+    return "###" if "#" in marker else "-30-"
+
+
+def about_heading(text: str) -> str | None:
+    match = _ABOUT.match(text) if len(text) <= 100 else None
+    if not match:
+        return None
+    name = match.group("name").strip().strip("*_").strip()
+    return name if name and not name.endswith((",",)) and len(name.split()) <= 10 else None
+
+
+def about_inline(text: str) -> tuple[str, str] | None:
+    match = _ABOUT_INLINE.match(text)
+    if not match:
+        return None
+    return match.group("name").strip().strip("*_"), match.group("text").strip()
+
+
+def is_contacts_heading(text: str) -> bool:
+    return len(text) <= 90 and bool(_CONTACTS.match(text))
+
+
+def contacts_inline(text: str) -> str | None:
+    match = _CONTACTS_INLINE.match(text)
+    if not match:
+        return None
+    return match.group("text") or match.group("text2")
+
+
+def is_fls_heading(text: str) -> bool:
+    return len(text) <= 140 and bool(_FLS.match(text))
+
+
+def is_source_line(text: str) -> bool:
+    return bool(_SOURCE_LINE.match(text)) and len(text) < 120
+
+
+_LANGUAGES = ["en", "fr", "de", "es", "sv", "it", "nl", "pt", "ru", "da", "no", "fi", "pl", "ja", "zh"]
+py3langid.set_languages(_LANGUAGES)
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of the text's language, or None for too little text."""
+    sample = text[:4000]
+    if len(re.findall(r"\w+", sample)) < 3:
+        return None
+    code, _score = py3langid.classify(sample)
+    return str(code)

@@ -1,0 +1,51 @@
+"""Reading bytes as text: size limit, encoding detection, line endings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+from pipeline.errors import ReleaseParseError
+from pipeline.parse.document import MAX_BYTES
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; refuses missing, unreadable and oversized files with a ReleaseParseError."""
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ReleaseParseError(path, "is a folder, not a release document")
+        if size > MAX_BYTES:
+            raise ReleaseParseError(path, f"file is {size // 1024} KB; releases over {MAX_BYTES // 1024} KB "
+                                    "are refused")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ReleaseParseError(path, "file not found") from None
+    except PermissionError:
+        raise ReleaseParseError(path, "permission denied") from None
+    except OSError as exc:
+        raise ReleaseParseError(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def decode(path: Path, data: bytes) -> str:
+    """UTF-8 (with or without BOM) when valid, else the encoding charset-normalizer detects.
+
+    Binary data (NUL bytes, or nothing that decodes as text) is refused. Line endings become \\n.
+    """
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ReleaseParseError(path, "looks like a binary file, not a text release")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        best = from_bytes(data).best()
+        if best is None:
+            line = data[: exc.start].count(b"\n") + 1
+            raise ReleaseParseError(path, "cannot decode: not UTF-8 and no other text encoding fits",
+                                    line=line) from None
+        text = str(best)
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\x0c", "\n")
+
+
+def read_text(path: Path) -> str:
+    return decode(path, read_bytes(path))

@@ -1,0 +1,49 @@
+"""Wiring: settings → store, renderer, unsubscribe links, transport, dispatcher. Used by the CLI and web app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.render import Renderer
+from pipeline.send import Dispatcher
+from pipeline.send.base import Transport
+from pipeline.send.outbox import OutboxTransport
+from pipeline.store import Store
+from pipeline.unsubscribe import UnsubscribeLinks
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    renderer: Renderer
+    links: UnsubscribeLinks
+    clock: Callable[[], datetime] = system_clock
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Callable[[], datetime] = system_clock) -> Runtime:
+        store = Store.open(settings.database_url)
+        links = UnsubscribeLinks(settings.site.base_url, [settings.unsubscribe_secret()],
+                                 settings.unsubscribe.mailto)
+        return cls(settings, store, Renderer(settings), links, clock)
+
+    def transport(self) -> Transport:
+        kind = self.settings.transport
+        if kind == "outbox":
+            return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
+        raise ConfigError(f"the {kind!r} transport is not available in this version; use 'outbox'",
+                          key="transport")
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.settings, self.store, self.transport(), self.renderer, self.links, clock=self.clock)
+
+    def close(self) -> None:
+        self.store.close()

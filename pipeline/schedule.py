@@ -1,0 +1,142 @@
+"""Running the queue: a sweep that dispatches whatever is due, and APScheduler timers for what is not yet.
+
+The database is the source of truth. APScheduler (3.x, SQLAlchemy job store in the same database) only holds
+timers, each job carrying nothing but a distribution id; one-off jobs are removed by APScheduler when they
+start, and missed ones may be dropped, so the sweep at start-up and every `schedule.sweep_interval` catches
+anything due that has no job. Dispatch is idempotent, so a job and the sweep racing each other is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pipeline.errors import PipelineError
+from pipeline.intake import IntakeReport, intake_folder
+from pipeline.models import DistributionStatus
+from pipeline.runtime import Runtime
+from pipeline.send import DispatchReport
+from pipeline.site import SiteReport, build_site
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"
+SWEEP_JOB = "sweep"
+
+_active: Worker | None = None  # the worker whose scheduler fires jobs in this process
+
+
+def fire_distribution(distribution_id: int) -> None:
+    """APScheduler job target (a module-level function, so the pickled job holds only this path and an id)."""
+    if _active is not None:
+        _active.dispatch_and_publish([distribution_id])
+
+
+def fire_sweep() -> None:
+    if _active is not None:
+        _active.sweep()
+
+
+@dataclass
+class SweepReport:
+    intake: IntakeReport | None = None
+    dispatched: list[DispatchReport] = field(default_factory=list)
+    site: SiteReport | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime,
+                 progress: Callable[[int], Callable[[int, int], None] | None] | None = None) -> None:
+        self.rt = runtime
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+
+    def due(self, now: datetime) -> list[int]:
+        due = self.rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.SENDING], now)
+        return [d.id for d in due]
+
+    def dispatch_and_publish(self, ids: list[int]) -> SweepReport:
+        """Dispatch the given distributions, then rebuild the public site if anything became public or the
+        site does not exist yet."""
+        report = SweepReport()
+        with self._lock:
+            for dist_id in ids:
+                try:
+                    dispatcher = self.rt.dispatcher()
+                    callback = self.progress(dist_id) if self.progress else None
+                    report.dispatched.append(dispatcher.dispatch(dist_id, callback))
+                except PipelineError as exc:
+                    report.errors.append(f"distribution {dist_id}: {exc}")
+            published = any(r.published for r in report.dispatched)
+            if published or not (self.rt.settings.output_dir / "feed.xml").exists():
+                try:
+                    report.site = build_site(self.rt.store, self.rt.renderer, self.rt.clock())
+                except PipelineError as exc:
+                    report.errors.append(str(exc))
+        return report
+
+    def sweep(self, intake: bool = True) -> SweepReport:
+        """Take in the releases folder, dispatch everything due, publish, and arm timers for the rest."""
+        now = self.rt.clock()
+        intake_report = intake_folder(self.rt.store, self.rt.settings, now) if intake else None
+        report = self.dispatch_and_publish(self.due(now))
+        report.intake = intake_report
+        if self._scheduler is not None:
+            self._arm_timers()
+        return report
+
+    def _arm_timers(self) -> None:
+        assert self._scheduler is not None
+        for dist in self.rt.store.distributions([DistributionStatus.SCHEDULED]):
+            job_id = f"distribution-{dist.id}"
+            if self._scheduler.get_job(job_id) is None:
+                self._scheduler.add_job(
+                    "pipeline.schedule:fire_distribution", "date", run_date=dist.due_at, args=[dist.id],
+                    id=job_id, replace_existing=True, misfire_grace_time=None, coalesce=True)
+
+    def cancel_timer(self, distribution_id: int) -> None:
+        if self._scheduler is not None:
+            try:
+                self._scheduler.remove_job(f"distribution-{distribution_id}")
+            except JobLookupError:
+                pass
+
+    def stop(self) -> None:
+        """Ask run_forever to return (from a signal handler or another thread)."""
+        self._stop.set()
+
+    def run_forever(self, on_start: Callable[[SweepReport], None] | None = None) -> None:
+        """Sweep now, then keep firing timers and sweeping until interrupted."""
+        global _active
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.rt.store.engine, tablename=JOB_TABLE)},
+            timezone="UTC",
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        self._scheduler = scheduler
+        _active = self
+        interval = max(1, int(self.rt.settings.schedule.sweep_interval.total_seconds()))
+        scheduler.add_job("pipeline.schedule:fire_sweep", "interval", seconds=interval, id=SWEEP_JOB,
+                          replace_existing=True)
+        try:
+            scheduler.start(paused=True)
+            first = self.sweep()
+            if on_start:
+                on_start(first)
+            scheduler.resume()
+            self._stop.wait()
+        finally:
+            _active = None
+            self._scheduler = None
+            if scheduler.running:
+                scheduler.shutdown(wait=False)

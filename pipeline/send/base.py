@@ -1,0 +1,33 @@
+"""The contract every transport keeps.
+
+A transport only translates: it takes one rendered email and a batch of recipients and reports, per
+recipient, whether the provider accepted it. The dispatcher (send/__init__.py) owns claiming, retries,
+marking and pausing. A transport:
+- raises TransientSendError when the whole batch may succeed later and *nothing was sent* (429, 5xx before
+  acceptance, a connection refused); it sets `retry_after` when the provider says when;
+- raises PermanentSendError when the whole batch was refused and retrying cannot help (400/401/403/413);
+- returns Outcome.IN_DOUBT for recipients whose fate it cannot know (the connection died after the request
+  went out): the dispatcher never resends those automatically;
+- sets `idempotent` when sending the same delivery twice cannot produce two messages (the outbox overwrites).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from pipeline.models import Recipient, SendResult
+from pipeline.render import EmailRendition
+
+
+class Transport(Protocol):
+    name: str
+    idempotent: bool
+
+    def send(self, rendition: EmailRendition, recipients: Sequence[Recipient]) -> list[SendResult]:
+        """Hand one batch to the provider; see the module docstring for what to raise or return."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the transport may be used again afterwards."""
+        ...
