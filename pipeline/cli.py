@@ -36,8 +36,13 @@ console = Console()
 err = Console(stderr=True)
 
 STATUS_STYLE = {
-    "scheduled": "cyan", "sending": "yellow", "sent": "green", "partial": "magenta", "paused": "yellow",
-    "cancelled": "dim", "held": "bold red",
+    "scheduled": "cyan",
+    "sending": "yellow",
+    "sent": "green",
+    "partial": "magenta",
+    "paused": "yellow",
+    "cancelled": "dim",
+    "held": "bold red",
 }
 
 
@@ -61,7 +66,10 @@ class PipelineGroup(click.Group):
         except Exception as exc:
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
-            fail(f"internal error: {type(exc).__name__}: {_plain(str(exc))} (set PIPELINE_DEBUG=1 for details)", 1)
+            fail(
+                f"internal error: {type(exc).__name__}: {_plain(str(exc))} (set PIPELINE_DEBUG=1 for details)",
+                1,
+            )
 
 
 def _plain(text: str) -> str:
@@ -101,8 +109,13 @@ pass_state = click.make_pass_decorator(State)
 
 
 @click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config", metavar="PATH", envvar="PIPELINE_CONFIG",
-              help="config.yaml to use (default ./config.yaml; also $PIPELINE_CONFIG).")
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar="PIPELINE_CONFIG",
+    help="config.yaml to use (default ./config.yaml; also $PIPELINE_CONFIG).",
+)
 @click.version_option(package_name="pipeline")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
@@ -115,6 +128,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 # --- parse and preview -------------------------------------------------------------------------------------
+
 
 @cli.command("parse")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -165,8 +179,13 @@ def _print_release(path: Path, release: Release) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Folder for the previews (default: var/preview/<slug>).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the previews (default: var/preview/<slug>).",
+)
 @pass_state
 def preview(state: State, file: Path, out: Path | None) -> None:
     """Render every variant of one release without sending: email.html, email.txt, message.eml, page.html,
@@ -188,6 +207,7 @@ def preview(state: State, file: Path, out: Path | None) -> None:
 
 # --- contacts ----------------------------------------------------------------------------------------------
 
+
 @cli.group()
 def contacts() -> None:
     """Import and list media contacts."""
@@ -204,9 +224,11 @@ def contacts_import(state: State, csv_file: Path) -> None:
     imported, updated, suppressed = rt.store.save_contacts(found.contacts)
     for rejected in found.rejected:
         err.print(f"[yellow]{csv_file}:{rejected.line}:[/] rejected: {_plain(rejected.reason)}", highlight=False)
-    console.print(f"{imported} imported, {updated} updated, {len(found.rejected)} rejected"
-                  + (f", {found.merged} duplicate rows merged" if found.merged else "")
-                  + (f", {suppressed} skipped (suppressed)" if suppressed else ""))
+    console.print(
+        f"{imported} imported, {updated} updated, {len(found.rejected)} rejected"
+        + (f", {found.merged} duplicate rows merged" if found.merged else "")
+        + (f", {suppressed} skipped (suppressed)" if suppressed else "")
+    )
 
 
 @contacts.command("list")
@@ -221,24 +243,49 @@ def contacts_list(state: State, audience_name: str | None) -> None:
     suppressed = rt.store.suppressed_hashes()
     from pipeline.store import address_hash
 
-    table = Table("email", "name", "outlet", "beats", "regions", "lang",
-                  title=f"{len(people)} contacts" + (f" in audience {audience_name!r}" if audience_name else ""),
-                  title_justify="left")
+    table = Table(
+        "email",
+        "name",
+        "outlet",
+        "beats",
+        "regions",
+        "lang",
+        title=f"{len(people)} contacts" + (f" in audience {audience_name!r}" if audience_name else ""),
+        title_justify="left",
+    )
     for person in people:
         style = "dim strike" if address_hash(person.email) in suppressed else None
-        table.add_row(person.email, person.name or "", person.outlet or "", "; ".join(person.beats),
-                      "; ".join(person.regions), person.language or "", style=style)
+        table.add_row(
+            person.email,
+            person.name or "",
+            person.outlet or "",
+            "; ".join(person.beats),
+            "; ".join(person.regions),
+            person.language or "",
+            style=style,
+        )
     console.print(table)
 
 
 # --- queue and manage distributions ------------------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--to", "audiences", multiple=True, required=True, metavar="AUDIENCE",
-              help="Audience from config.yaml (repeat for several).")
-@click.option("--at", "at", metavar="WHEN",
-              help="'now', ISO time with offset, or local time (default: the embargo or date, or now).")
+@click.option(
+    "--to",
+    "audiences",
+    multiple=True,
+    required=True,
+    metavar="AUDIENCE",
+    help="Audience from config.yaml (repeat for several).",
+)
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help="'now', ISO time with offset, or local time (default: the embargo or date, or now).",
+)
 @click.option("--tz", "tz", metavar="ZONE", help="Time zone for a local --at (default: config timezone).")
 @pass_state
 def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, tz: str | None) -> None:
@@ -251,30 +298,58 @@ def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, 
     dist_id, _ = queue_release(rt.store, rt.settings, release, audiences, when, zone_name)
     assert dist_id is not None
     count = len(select(rt.store.contacts(), rt.settings, audiences))
-    err.print(f"queued {release.title!r} to {', '.join(audiences)} ({count} contacts) for "
-              f"{when.astimezone(zone):%Y-%m-%d %H:%M %Z}", highlight=False)
+    err.print(
+        f"queued {release.title!r} to {', '.join(audiences)} ({count} contacts) for "
+        f"{when.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+        highlight=False,
+    )
     click.echo(dist_id)
 
 
 @cli.command("distributions")
-@click.option("--status", "statuses", multiple=True,
-              type=click.Choice([s.value for s in DistributionStatus]), help="Only these statuses (repeatable).")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in DistributionStatus]),
+    help="Only these statuses (repeatable).",
+)
 @pass_state
 def distributions_cmd(state: State, statuses: tuple[str, ...]) -> None:
     """A table of distributions with status, audience, due time and delivery counts."""
     rt = state.runtime
     wanted = [DistributionStatus(s) for s in statuses] or None
     rows = rt.store.distributions(wanted)
-    table = Table("id", "status", "release", "audiences", "due", "recipients", "accepted", "failed",
-                  "in doubt", "pending", title=f"{len(rows)} distributions", title_justify="left")
+    table = Table(
+        "id",
+        "status",
+        "release",
+        "audiences",
+        "due",
+        "recipients",
+        "accepted",
+        "failed",
+        "in doubt",
+        "pending",
+        title=f"{len(rows)} distributions",
+        title_justify="left",
+    )
     from zoneinfo import ZoneInfo
 
     for d in rows:
         pending = sum(d.counts.get(s, 0) for s in ("pending", "claimed", "submitting"))
-        table.add_row(str(d.id), f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]", d.release_slug,
-                      ", ".join(d.audiences), f"{d.due_at.astimezone(ZoneInfo(d.timezone)):%Y-%m-%d %H:%M %Z}",
-                      str(d.total), str(d.counts.get("accepted", 0)), str(d.counts.get("failed", 0)),
-                      str(d.counts.get("in_doubt", 0)), str(pending))
+        table.add_row(
+            str(d.id),
+            f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]",
+            d.release_slug,
+            ", ".join(d.audiences),
+            f"{d.due_at.astimezone(ZoneInfo(d.timezone)):%Y-%m-%d %H:%M %Z}",
+            str(d.total),
+            str(d.counts.get("accepted", 0)),
+            str(d.counts.get("failed", 0)),
+            str(d.counts.get("in_doubt", 0)),
+            str(pending),
+        )
     console.print(table)
 
 
@@ -298,13 +373,24 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
     """Delivery counts of one distribution by status."""
     rt = state.runtime
     dist = rt.store.distribution(distribution_id)
-    counts = {s.value: 0 for s in (DeliveryStatus.ACCEPTED, DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT,
-                                   DeliveryStatus.PENDING)} | dict(dist.counts)
+    counts = {
+        s.value: 0
+        for s in (
+            DeliveryStatus.ACCEPTED,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.IN_DOUBT,
+            DeliveryStatus.PENDING,
+        )
+    } | dict(dist.counts)
     if as_json:
         click.echo(json.dumps({"distribution": dist.id, "status": dist.status.value, "counts": counts}))
         return
-    table = Table("status", "deliveries", title=f"Distribution {dist.id} · {dist.release_slug} · "
-                  f"{dist.status.value}", title_justify="left")
+    table = Table(
+        "status",
+        "deliveries",
+        title=f"Distribution {dist.id} · {dist.release_slug} · {dist.status.value}",
+        title_justify="left",
+    )
     for key, value in counts.items():
         table.add_row(key, str(value))
     table.add_row("[bold]total[/]", f"[bold]{dist.total}[/]")
@@ -315,10 +401,19 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
 
 # --- run -------------------------------------------------------------------------------------------------
 
+
 @contextmanager
 def _progress() -> Iterator[Callable[[int], Callable[[int, int], None]]]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False, disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as bar:
+
         def factory(dist_id: int) -> Callable[[int, int], None]:
             task = bar.add_task(f"distribution {dist_id}", total=None)
 
@@ -365,7 +460,7 @@ def _import_configured_contacts(rt: Runtime) -> tuple[int, int]:
 
 def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None:
     intake = sweep.intake
-    for failure in (intake.failed if intake else []):
+    for failure in intake.failed if intake else []:
         err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
     for failure in sweep.errors:
         err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
@@ -373,18 +468,29 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
     accepted = sum(r.accepted for r in sweep.dispatched)
     table = Table("", "", title="pipeline run", title_justify="left", show_header=False)
     if intake:
-        table.add_row("releases parsed", f"{intake.files} ({intake.new} new, {intake.updated} updated, "
-                      f"{intake.unchanged} unchanged, {len(intake.failed)} failed, {intake.problems} problems)")
-        table.add_row("distributions queued", str(len(intake.queued)) +
-                      (f" ({intake.rescheduled} rescheduled)" if intake.rescheduled else ""))
+        table.add_row(
+            "releases parsed",
+            f"{intake.files} ({intake.new} new, {intake.updated} updated, "
+            f"{intake.unchanged} unchanged, {len(intake.failed)} failed, {intake.problems} problems)",
+        )
+        table.add_row(
+            "distributions queued",
+            str(len(intake.queued)) + (f" ({intake.rescheduled} rescheduled)" if intake.rescheduled else ""),
+        )
     table.add_row("contacts imported", f"{imported[0]} new, {imported[1]} updated")
     table.add_row("distributions sent", str(len(sent)))
-    table.add_row("recipients", f"{accepted} accepted, {sum(r.failed for r in sweep.dispatched)} failed, "
-                  f"{sum(r.in_doubt for r in sweep.dispatched)} in doubt")
-    waiting = rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.HELD,
-                                      DistributionStatus.PAUSED])
-    table.add_row("waiting", ", ".join(f"#{d.id} {d.status.value} until {d.due_at:%Y-%m-%d %H:%M} UTC"
-                                       for d in waiting[:5]) + (" …" if len(waiting) > 5 else "") or "none")
+    table.add_row(
+        "recipients",
+        f"{accepted} accepted, {sum(r.failed for r in sweep.dispatched)} failed, "
+        f"{sum(r.in_doubt for r in sweep.dispatched)} in doubt",
+    )
+    waiting = rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.HELD, DistributionStatus.PAUSED])
+    table.add_row(
+        "waiting",
+        ", ".join(f"#{d.id} {d.status.value} until {d.due_at:%Y-%m-%d %H:%M} UTC" for d in waiting[:5])
+        + (" …" if len(waiting) > 5 else "")
+        or "none",
+    )
     site = sweep.site
     if site:
         table.add_row("feed items", str(site.feed_items))

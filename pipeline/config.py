@@ -59,7 +59,7 @@ class SmtpSettings(_Section):
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
-    password_env: str = "SMTP_PASSWORD"
+    password_env: str = "SMTP_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
     rate_per_second: float = Field(0, ge=0, description="0 means no limit")
     timeout: float = Field(30, gt=0)
 
@@ -140,7 +140,7 @@ class SendSettings(_Section):
 
 
 class UnsubscribeSettings(_Section):
-    secret_env: str = "PIPELINE_SECRET"
+    secret_env: str = "PIPELINE_SECRET"  # noqa: S105 - the name of a variable, not a secret
     mailto: str | None = None
 
 
@@ -190,7 +190,7 @@ class Settings(_Section):
         """The database URL with a relative SQLite path resolved against the config folder."""
         prefix = "sqlite:///"
         if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
-            rest = self.database[len(prefix):]
+            rest = self.database[len(prefix) :]
             if rest and rest != ":memory:":
                 return prefix + str(self.resolve(Path(rest)))
         return self.database
@@ -251,7 +251,7 @@ def load_settings(path: Path) -> Settings:
         data = yaml.safe_load(text)
         tree = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"not valid YAML: {problem}", path=path, line=line) from exc

@@ -16,13 +16,34 @@ from pipeline.errors import ContactImportError, NotFoundError
 from pipeline.models import ConsentBasis, Contact
 from pipeline.parse.text import decode, read_bytes
 
-COLUMNS = ("email", "name", "outlet", "beats", "regions", "language", "consent_basis", "consent_source",
-           "consent_date")
+COLUMNS = (
+    "email",
+    "name",
+    "outlet",
+    "beats",
+    "regions",
+    "language",
+    "consent_basis",
+    "consent_source",
+    "consent_date",
+)
 _ALIASES = {
-    "e-mail": "email", "email address": "email", "e-mail address": "email", "mail": "email",
-    "full name": "name", "contact": "name", "contact name": "name",
-    "publication": "outlet", "media outlet": "outlet", "organization": "outlet", "organisation": "outlet",
-    "beat": "beats", "topics": "beats", "region": "regions", "lang": "language", "consent": "consent_basis",
+    "e-mail": "email",
+    "email address": "email",
+    "e-mail address": "email",
+    "mail": "email",
+    "full name": "name",
+    "contact": "name",
+    "contact name": "name",
+    "publication": "outlet",
+    "media outlet": "outlet",
+    "organization": "outlet",
+    "organisation": "outlet",
+    "beat": "beats",
+    "topics": "beats",
+    "region": "regions",
+    "lang": "language",
+    "consent": "consent_basis",
 }
 
 
@@ -77,9 +98,16 @@ def _contact(row: Mapping[str, str]) -> Contact:
         except ValueError:
             raise ValueError(f"consent_date {get('consent_date')!r} is not a date (YYYY-MM-DD)") from None
     return Contact(
-        email=normalize_address(email), name=get("name") or None, outlet=get("outlet") or None,
-        beats=_list(get("beats")), regions=_list(get("regions")), language=language,
-        consent_basis=basis, consent_source=get("consent_source") or None, consent_date=consent_date)
+        email=normalize_address(email),
+        name=get("name") or None,
+        outlet=get("outlet") or None,
+        beats=_list(get("beats")),
+        regions=_list(get("regions")),
+        language=language,
+        consent_basis=basis,
+        consent_source=get("consent_source") or None,
+        consent_date=consent_date,
+    )
 
 
 def read_contacts(path: Path) -> ContactFile:
@@ -98,8 +126,9 @@ def read_contacts(path: Path) -> ContactFile:
         raise ContactImportError(path, f"not a CSV file: {exc}", line=1) from None
     columns = [_ALIASES.get(h.strip().lower(), h.strip().lower().replace(" ", "_")) for h in header]
     if "email" not in columns:
-        raise ContactImportError(path, f"no 'email' column (found: {', '.join(h for h in header if h) or 'none'})",
-                                 line=1)
+        raise ContactImportError(
+            path, f"no 'email' column (found: {', '.join(h for h in header if h) or 'none'})", line=1
+        )
     result = ContactFile()
     by_email: dict[str, int] = {}
     line = 1
@@ -140,8 +169,12 @@ def _matches(values: Iterable[str | None], wanted: tuple[str, ...]) -> bool:
 
 def in_audience(contact: Contact, audience: AudienceSettings) -> bool:
     """A contact matches when every filter given matches one of its values (filters are ANDed, values ORed)."""
-    return (_matches(contact.beats, audience.beats) and _matches(contact.regions, audience.regions)
-            and _matches([contact.language], audience.languages) and _matches([contact.outlet], audience.outlets))
+    return (
+        _matches(contact.beats, audience.beats)
+        and _matches(contact.regions, audience.regions)
+        and _matches([contact.language], audience.languages)
+        and _matches([contact.outlet], audience.outlets)
+    )
 
 
 def audience(settings: Settings, name: str) -> AudienceSettings:

@@ -1,17 +1,17 @@
 """The project's own exceptions: every failure a user can act on is one of these.
 
-    PipelineError                      base; the CLI prints str(error) and exits with code 2
-    ├── ConfigError(key)               config.yaml missing, unreadable, or a key with a bad value
-    ├── ReleaseParseError(path, line)  a release document that cannot be read or understood
-    ├── ContactImportError(path, line) a contacts file that cannot be imported at all
-    ├── TemplateError(template)        a Jinja2 template that fails to load or render
-    ├── StoreError                     the database refused, or is newer than this code
-    ├── FeedError                      a feed that would not re-parse cleanly (the old one stays)
-    ├── ScheduleError                  a send time that cannot be honoured (e.g. before the embargo)
-    ├── NotFoundError                  an id or name that does not exist
-    └── SendError                      a transport failed for a whole batch
-        ├── TransientSendError         worth retrying later (rate limit, 5xx, network before a reply)
-        └── PermanentSendError         retrying will not help (bad request, auth, rejected address)
+PipelineError                      base; the CLI prints str(error) and exits with code 2
+├── ConfigError(key)               config.yaml missing, unreadable, or a key with a bad value
+├── ReleaseParseError(path, line)  a release document that cannot be read or understood
+├── ContactImportError(path, line) a contacts file that cannot be imported at all
+├── TemplateError(template)        a Jinja2 template that fails to load or render
+├── StoreError                     the database refused, or is newer than this code
+├── FeedError                      a feed that would not re-parse cleanly (the old one stays)
+├── ScheduleError                  a send time that cannot be honoured (e.g. before the embargo)
+├── NotFoundError                  an id or name that does not exist
+└── SendError                      a transport failed for a whole batch
+    ├── TransientSendError         worth retrying later (rate limit, 5xx, network before a reply)
+    └── PermanentSendError         retrying will not help (bad request, auth, rejected address)
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class PipelineError(Exception):
 class ConfigError(PipelineError):
     """config.yaml is missing, unreadable or has a bad key or value."""
 
-    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None,
-                 line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: Path | None = None, key: str | None = None, line: int | None = None
+    ) -> None:
         self.path, self.key, self.line, self.detail = path, key, line, message
         where = str(path) if path else "config"
         if line is not None:

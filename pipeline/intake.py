@@ -27,8 +27,9 @@ def parse_when(text: str, zone: tzinfo, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(candidate.replace("Z", "+00:00"))
     except ValueError:
-        raise ScheduleError(f"cannot read time {text!r}: use 'now', '2026-03-08T09:00:00-05:00' or "
-                            f"'2026-03-08 09:00' (read in {zone})") from None
+        raise ScheduleError(
+            f"cannot read time {text!r}: use 'now', '2026-03-08T09:00:00-05:00' or '2026-03-08 09:00' (read in {zone})"
+        ) from None
     return when if when.tzinfo else localize(when, zone)
 
 
@@ -44,8 +45,15 @@ def default_due(release: Release, zone: tzinfo, now: datetime) -> datetime:
     return max(candidates)
 
 
-def queue_release(store: Store, settings: Settings, release: Release, audiences: Sequence[str],
-                  when: datetime, zone_name: str, origin: str | None = None) -> tuple[int | None, bool]:
+def queue_release(
+    store: Store,
+    settings: Settings,
+    release: Release,
+    audiences: Sequence[str],
+    when: datetime,
+    zone_name: str,
+    origin: str | None = None,
+) -> tuple[int | None, bool]:
     """Store the release and schedule one distribution. Returns (distribution id or None, rescheduled).
 
     Refuses unknown audiences and any time before the embargo. With an `origin` (automatic queueing) a
@@ -55,8 +63,10 @@ def queue_release(store: Store, settings: Settings, release: Release, audiences:
     for name in audiences:
         contact_rules.audience(settings, name)
     if release.embargo and when < release.embargo:
-        raise ScheduleError(f"send time {when.isoformat()} is before the embargo ({release.embargo.isoformat()}); "
-                            "nothing may go out before the embargo lifts")
+        raise ScheduleError(
+            f"send time {when.isoformat()} is before the embargo ({release.embargo.isoformat()}); "
+            "nothing may go out before the embargo lifts"
+        )
     release_id, _ = store.save_release(release)
     if origin is not None:
         existing = auto_distribution(store, origin)
@@ -79,8 +89,9 @@ class IntakeReport:
     failed: list[str] = field(default_factory=list)
 
 
-def intake_folder(store: Store, settings: Settings, now: datetime,
-                  step: Callable[[Path], None] | None = None) -> IntakeReport:
+def intake_folder(
+    store: Store, settings: Settings, now: datetime, step: Callable[[Path], None] | None = None
+) -> IntakeReport:
     """Parse every release in the releases folder, store it, and queue it per its front matter.
 
     A bad file is reported and skipped; the others go on."""
@@ -99,8 +110,15 @@ def intake_folder(store: Store, settings: Settings, now: datetime,
             setattr(report, state, getattr(report, state) + 1)
             audiences = release.audiences or settings.releases.default_audiences
             origin = f"auto:{release.slug}:{','.join(sorted(audiences))}"
-            dist_id, moved = queue_release(store, settings, release, audiences, default_due(release, zone, now),
-                                           settings.timezone, origin=origin)
+            dist_id, moved = queue_release(
+                store,
+                settings,
+                release,
+                audiences,
+                default_due(release, zone, now),
+                settings.timezone,
+                origin=origin,
+            )
             if moved:
                 report.rescheduled += 1
             elif dist_id is not None:

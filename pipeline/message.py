@@ -24,8 +24,9 @@ def _address(display: str | None, addr: str) -> Address:
     return Address(display_name=_one_line(display or ""), username=username, domain=domain)
 
 
-def build_message(rendition: EmailRendition, recipient: Recipient, now: datetime,
-                  mailto: str | None = None) -> EmailMessage:
+def build_message(
+    rendition: EmailRendition, recipient: Recipient, now: datetime, mailto: str | None = None
+) -> EmailMessage:
     """One complete message; `mailto` is the recipient's mailto: unsubscribe URL, if the sender has one."""
     message = EmailMessage(policy=SMTP)
     message["From"] = _address(rendition.from_name, rendition.from_address)
@@ -34,14 +35,18 @@ def build_message(rendition: EmailRendition, recipient: Recipient, now: datetime
         message["Reply-To"] = _address(None, rendition.reply_to)
     message["Subject"] = _one_line(rendition.subject)
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(idstring=f"d{recipient.delivery_id}",
-                                       domain=rendition.from_address.rpartition("@")[2])
+    message["Message-ID"] = make_msgid(
+        idstring=f"d{recipient.delivery_id}", domain=rendition.from_address.rpartition("@")[2]
+    )
     unsubscribe = [f"<{recipient.unsubscribe_url}>"] + ([f"<{mailto}>"] if mailto else [])
     message["List-Unsubscribe"] = ", ".join(unsubscribe)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["X-Delivery-Id"] = str(recipient.delivery_id)
     message["X-Release"] = _one_line(rendition.release_slug)
     message.set_content(rendition.text.replace(UNSUBSCRIBE_MARK, recipient.unsubscribe_url), charset="utf-8")
-    message.add_alternative(rendition.html.replace(UNSUBSCRIBE_MARK, escape(recipient.unsubscribe_url)),
-                            subtype="html", charset="utf-8")
+    message.add_alternative(
+        rendition.html.replace(UNSUBSCRIBE_MARK, escape(recipient.unsubscribe_url)),
+        subtype="html",
+        charset="utf-8",
+    )
     return message

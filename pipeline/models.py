@@ -82,8 +82,12 @@ class Release:
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _meta(self) -> dict[str, Any]:
-        return {"audiences": list(self.audiences), "categories": list(self.categories),
-                "send_at": self.send_at.isoformat() if self.send_at else None, "organization": self.organization}
+        return {
+            "audiences": list(self.audiences),
+            "categories": list(self.categories),
+            "send_at": self.send_at.isoformat() if self.send_at else None,
+            "organization": self.organization,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The `parse --json` object: exactly the contract's keys, plus `problems`."""
@@ -106,7 +110,9 @@ class Release:
 
     def to_record(self) -> dict[str, Any]:
         """Everything needed to rebuild the release from the database."""
-        return self.to_json() | {"source": self.source, "contacts_full": [asdict(c) for c in self.contacts]} | self._meta()
+        return (
+            self.to_json() | {"source": self.source, "contacts_full": [asdict(c) for c in self.contacts]} | self._meta()
+        )
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Release:

@@ -26,17 +26,47 @@ from pipeline.models import Release
 UNSUBSCRIBE_MARK = "%unsubscribe_url%"
 
 _CHROME = {
-    "en": {"about": "About", "contacts": "Media contacts", "fls": "Forward-looking statements",
-           "unsubscribe": "Unsubscribe", "why": "You receive this because you are on the media list of",
-           "embargo": "Embargoed until", "read_online": "Read online", "newsroom": "Newsroom",
-           "published": "Published", "older": "Older", "newer": "Newer"},
-    "fr": {"about": "À propos de", "contacts": "Relations avec les médias", "fls": "Énoncés prospectifs",
-           "unsubscribe": "Se désabonner", "why": "Vous recevez ce message car vous figurez sur la liste médias de",
-           "embargo": "Sous embargo jusqu'au", "read_online": "Lire en ligne", "newsroom": "Salle de presse",
-           "published": "Publié le", "older": "Plus anciens", "newer": "Plus récents"},
+    "en": {
+        "about": "About",
+        "contacts": "Media contacts",
+        "fls": "Forward-looking statements",
+        "unsubscribe": "Unsubscribe",
+        "why": "You receive this because you are on the media list of",
+        "embargo": "Embargoed until",
+        "read_online": "Read online",
+        "newsroom": "Newsroom",
+        "published": "Published",
+        "older": "Older",
+        "newer": "Newer",
+    },
+    "fr": {
+        "about": "À propos de",
+        "contacts": "Relations avec les médias",
+        "fls": "Énoncés prospectifs",
+        "unsubscribe": "Se désabonner",
+        "why": "Vous recevez ce message car vous figurez sur la liste médias de",
+        "embargo": "Sous embargo jusqu'au",
+        "read_online": "Lire en ligne",
+        "newsroom": "Salle de presse",
+        "published": "Publié le",
+        "older": "Plus anciens",
+        "newer": "Plus récents",
+    },
 }
-_FR_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-              "novembre", "décembre"]
+_FR_MONTHS = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +97,18 @@ def long_date(value: date | datetime | None, language: str | None = "en") -> str
 
 
 def _wrap(text: str, width: int = 72, indent: str = "") -> str:
-    return "\n".join(textwrap.fill(para, width=width, initial_indent=indent, subsequent_indent=indent,
-                                   break_long_words=False, break_on_hyphens=False)
-                     for para in str(text).split("\n") if para.strip())
+    return "\n".join(
+        textwrap.fill(
+            para,
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for para in str(text).split("\n")
+        if para.strip()
+    )
 
 
 _URL = re.compile(r"(?<![\w/])((?:https?://|www\.)[^\s<>\"')]+[^\s<>\"').,;:!?])")
@@ -79,7 +118,7 @@ def _linkify(text: str) -> Markup:
     """Escape text and turn bare URLs into links."""
     out, last = [], 0
     for match in _URL.finditer(text):
-        out.append(escape(text[last:match.start()]))
+        out.append(escape(text[last : match.start()]))
         url = match.group(1)
         href = url if url.startswith("http") else "https://" + url
         out.append(Markup('<a href="{}">{}</a>').format(href, url))
@@ -114,10 +153,15 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters.update(wrap=_wrap, linkify=_linkify, long_date=long_date,
-                                rfc822=format_datetime, local=self._local)
-        self.env.globals.update(settings=settings, organization=settings.organization, site=settings.site,
-                                site_title=settings.site_title)
+        self.env.filters.update(
+            wrap=_wrap, linkify=_linkify, long_date=long_date, rfc822=format_datetime, local=self._local
+        )
+        self.env.globals.update(
+            settings=settings,
+            organization=settings.organization,
+            site=settings.site,
+            site_title=settings.site_title,
+        )
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
     def _local(self, value: datetime, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
@@ -136,8 +180,13 @@ class Renderer:
     def context(self, release: Release, slug: str, published_at: datetime | None = None) -> dict[str, Any]:
         language = release.language if release.language in _CHROME else "en"
         return {
-            "release": release, "slug": slug, "url": self.page_url(slug), "t": chrome(language), "lang": language,
-            "published_at": published_at, "summary": summary(release),
+            "release": release,
+            "slug": slug,
+            "url": self.page_url(slug),
+            "t": chrome(language),
+            "lang": language,
+            "published_at": published_at,
+            "summary": summary(release),
             "links": _links([*release.body, *(a.text for a in release.about)]),
             "quoted": quoted_paragraphs(release),
         }
@@ -151,10 +200,16 @@ class Renderer:
         text = self.render("email.txt", **context)
         sender = self.settings.sender
         return EmailRendition(
-            subject=subject_line(release), html=html, text=text, from_address=sender.from_address,
-            from_name=sender.name or self.settings.organization.name, reply_to=sender.reply_to,
-            unsubscribe_mailto=self.settings.unsubscribe.mailto, release_slug=slug,
-            categories=release.categories)
+            subject=subject_line(release),
+            html=html,
+            text=text,
+            from_address=sender.from_address,
+            from_name=sender.name or self.settings.organization.name,
+            reply_to=sender.reply_to,
+            unsubscribe_mailto=self.settings.unsubscribe.mailto,
+            release_slug=slug,
+            categories=release.categories,
+        )
 
     def page(self, release: Release, slug: str, published_at: datetime | None) -> str:
         return self.render("page.html", **self.context(release, slug, published_at))
@@ -182,8 +237,9 @@ def summary(release: Release, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def write_preview(renderer: Renderer, release: Release, slug: str, out: Path, message_bytes: bytes,
-                  feed_item: str) -> list[Path]:
+def write_preview(
+    renderer: Renderer, release: Release, slug: str, out: Path, message_bytes: bytes, feed_item: str
+) -> list[Path]:
     """Write every variant of one release into `out` (the `preview` command)."""
     rendition = renderer.email(release, slug)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,16 +31,14 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, clock: Callable[[], datetime] = system_clock) -> Runtime:
         store = Store.open(settings.database_url)
-        links = UnsubscribeLinks(settings.site.base_url, [settings.unsubscribe_secret()],
-                                 settings.unsubscribe.mailto)
+        links = UnsubscribeLinks(settings.site.base_url, [settings.unsubscribe_secret()], settings.unsubscribe.mailto)
         return cls(settings, store, Renderer(settings), links, clock)
 
     def transport(self) -> Transport:
         kind = self.settings.transport
         if kind == "outbox":
             return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
-        raise ConfigError(f"the {kind!r} transport is not available in this version; use 'outbox'",
-                          key="transport")
+        raise ConfigError(f"the {kind!r} transport is not available in this version; use 'outbox'", key="transport")
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.settings, self.store, self.transport(), self.renderer, self.links, clock=self.clock)

@@ -8,6 +8,7 @@ anything due that has no job. Dispatch is idempotent, so a job and the sweep rac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -53,8 +54,9 @@ class SweepReport:
 
 
 class Worker:
-    def __init__(self, runtime: Runtime,
-                 progress: Callable[[int], Callable[[int, int], None] | None] | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, progress: Callable[[int], Callable[[int, int], None] | None] | None = None
+    ) -> None:
         self.rt = runtime
         self.progress = progress
         self._lock = threading.Lock()
@@ -101,15 +103,20 @@ class Worker:
             job_id = f"distribution-{dist.id}"
             if self._scheduler.get_job(job_id) is None:
                 self._scheduler.add_job(
-                    "pipeline.schedule:fire_distribution", "date", run_date=dist.due_at, args=[dist.id],
-                    id=job_id, replace_existing=True, misfire_grace_time=None, coalesce=True)
+                    "pipeline.schedule:fire_distribution",
+                    "date",
+                    run_date=dist.due_at,
+                    args=[dist.id],
+                    id=job_id,
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                    coalesce=True,
+                )
 
     def cancel_timer(self, distribution_id: int) -> None:
         if self._scheduler is not None:
-            try:
+            with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(f"distribution-{distribution_id}")
-            except JobLookupError:
-                pass
 
     def stop(self) -> None:
         """Ask run_forever to return (from a signal handler or another thread)."""
@@ -126,8 +133,9 @@ class Worker:
         self._scheduler = scheduler
         _active = self
         interval = max(1, int(self.rt.settings.schedule.sweep_interval.total_seconds()))
-        scheduler.add_job("pipeline.schedule:fire_sweep", "interval", seconds=interval, id=SWEEP_JOB,
-                          replace_existing=True)
+        scheduler.add_job(
+            "pipeline.schedule:fire_sweep", "interval", seconds=interval, id=SWEEP_JOB, replace_existing=True
+        )
         try:
             scheduler.start(paused=True)
             first = self.sweep()

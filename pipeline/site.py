@@ -27,12 +27,12 @@ def build_site(store: Store, renderer: Renderer, now: datetime) -> SiteReport:
     for item in published:
         page = renderer.page(item.release, item.slug, item.published_at)
         write_atomically(out / "releases" / item.slug / "index.html", page)
-    items = [{"release": p.release, "url": renderer.page_url(p.slug), "published_at": p.published_at}
-             for p in published]
+    items = [
+        {"release": p.release, "url": renderer.page_url(p.slug), "published_at": p.published_at} for p in published
+    ]
     index = out / "index.html"
     write_atomically(index, renderer.render("index.html", items=items))
-    entries = [FeedEntry(p.release, p.slug, p.published_at)
-               for p in published[: renderer.settings.site.feed_items]]
+    entries = [FeedEntry(p.release, p.slug, p.published_at) for p in published[: renderer.settings.site.feed_items]]
     feed_path = out / "feed.xml"
     count = write_feed(renderer, entries, feed_path, now)
     return SiteReport(pages=len(published), feed_items=count, index=index, feed=feed_path)

@@ -56,7 +56,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 metadata = sa.MetaData()
 
 releases = sa.Table(
-    "releases", metadata,
+    "releases",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("slug", sa.String(120), nullable=False, unique=True),
     sa.Column("content_hash", sa.String(64), nullable=False),
@@ -73,7 +74,8 @@ releases = sa.Table(
 )
 
 distributions = sa.Table(
-    "distributions", metadata,
+    "distributions",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False, index=True),
     sa.Column("audiences", sa.JSON, nullable=False),
@@ -88,7 +90,8 @@ distributions = sa.Table(
 )
 
 deliveries = sa.Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("distribution_id", sa.Integer, sa.ForeignKey("distributions.id"), nullable=False),
     sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False),
@@ -108,7 +111,8 @@ deliveries = sa.Table(
 )
 
 contacts = sa.Table(
-    "contacts", metadata,
+    "contacts",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("email", sa.String(320), nullable=False, unique=True),
     sa.Column("name", sa.Text),
@@ -124,7 +128,8 @@ contacts = sa.Table(
 )
 
 suppressions = sa.Table(
-    "suppressions", metadata,
+    "suppressions",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("address_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("address", sa.String(320)),  # erased (None) when a person asks to be forgotten
@@ -238,16 +243,25 @@ class Store:
         now = now or utcnow()
         digest = release.content_hash
         values = {
-            "content_hash": digest, "source": release.source, "headline": release.title,
-            "language": release.language, "release_date": release.date, "embargo": release.embargo,
-            "data": release.to_record(), "updated_at": now,
+            "content_hash": digest,
+            "source": release.source,
+            "headline": release.title,
+            "language": release.language,
+            "release_date": release.date,
+            "embargo": release.embargo,
+            "data": release.to_record(),
+            "updated_at": now,
         }
         with self.engine.begin() as db:
-            row = db.execute(sa.select(releases.c.id, releases.c.content_hash, releases.c.version)
-                             .where(releases.c.slug == release.slug)).first()
+            row = db.execute(
+                sa.select(releases.c.id, releases.c.content_hash, releases.c.version).where(
+                    releases.c.slug == release.slug
+                )
+            ).first()
             if row is None:
-                new_id = db.execute(releases.insert().values(slug=release.slug, created_at=now, **values)
-                                    .returning(releases.c.id)).scalar_one()
+                new_id = db.execute(
+                    releases.insert().values(slug=release.slug, created_at=now, **values).returning(releases.c.id)
+                ).scalar_one()
                 return int(new_id), "new"
             if row.content_hash == digest:
                 return int(row.id), "unchanged"
@@ -255,8 +269,9 @@ class Store:
             return int(row.id), "updated"
 
     def _stored(self, row: sa.Row[Any]) -> StoredRelease:
-        return StoredRelease(row.id, row.slug, row.version, Release.from_record(row.data), row.published_at,
-                             row.updated_at)
+        return StoredRelease(
+            row.id, row.slug, row.version, Release.from_record(row.data), row.published_at, row.updated_at
+        )
 
     def release(self, release_id: int) -> StoredRelease:
         with self.engine.begin() as db:
@@ -267,8 +282,11 @@ class Store:
 
     def published_releases(self, now: datetime, limit: int | None = None) -> list[StoredRelease]:
         """Releases made public at or before `now`, newest first."""
-        query = (sa.select(releases).where(releases.c.published_at.is_not(None), releases.c.published_at <= now)
-                 .order_by(releases.c.published_at.desc(), releases.c.id.desc()))
+        query = (
+            sa.select(releases)
+            .where(releases.c.published_at.is_not(None), releases.c.published_at <= now)
+            .order_by(releases.c.published_at.desc(), releases.c.id.desc())
+        )
         if limit:
             query = query.limit(limit)
         with self.engine.begin() as db:
@@ -277,26 +295,48 @@ class Store:
     def mark_published(self, release_id: int, when: datetime) -> bool:
         """Record the moment a release became public (first time only). True if this call set it."""
         with self.engine.begin() as db:
-            result = db.execute(releases.update()
-                                .where(releases.c.id == release_id, releases.c.published_at.is_(None))
-                                .values(published_at=when))
+            result = db.execute(
+                releases.update()
+                .where(releases.c.id == release_id, releases.c.published_at.is_(None))
+                .values(published_at=when)
+            )
             return bool(result.rowcount)
 
     # --- distributions ---------------------------------------------------------------------------------
 
-    def create_distribution(self, release_id: int, audiences: Sequence[str], due_at: datetime, timezone: str,
-                            channel: str = "email", origin: str | None = None,
-                            now: datetime | None = None) -> int | None:
+    def create_distribution(
+        self,
+        release_id: int,
+        audiences: Sequence[str],
+        due_at: datetime,
+        timezone: str,
+        channel: str = "email",
+        origin: str | None = None,
+        now: datetime | None = None,
+    ) -> int | None:
         """A new scheduled distribution; None when `origin` was already queued (automatic queueing)."""
         now = now or utcnow()
         with self.engine.begin() as db:
-            if origin is not None and db.execute(
-                    sa.select(distributions.c.id).where(distributions.c.origin == origin)).first():
+            if (
+                origin is not None
+                and db.execute(sa.select(distributions.c.id).where(distributions.c.origin == origin)).first()
+            ):
                 return None
-            new_id = db.execute(distributions.insert().values(
-                release_id=release_id, audiences=list(audiences), channel=channel, due_at=due_at,
-                timezone=timezone, status=DistributionStatus.SCHEDULED.value, origin=origin,
-                created_at=now, updated_at=now).returning(distributions.c.id)).scalar_one()
+            new_id = db.execute(
+                distributions.insert()
+                .values(
+                    release_id=release_id,
+                    audiences=list(audiences),
+                    channel=channel,
+                    due_at=due_at,
+                    timezone=timezone,
+                    status=DistributionStatus.SCHEDULED.value,
+                    origin=origin,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(distributions.c.id)
+            ).scalar_one()
         return int(new_id)
 
     def _distribution_query(self) -> sa.Select[Any]:
@@ -304,9 +344,18 @@ class Store:
 
     def _to_distribution(self, row: sa.Row[Any], counts: dict[str, int]) -> Distribution:
         return Distribution(
-            id=row.id, release_id=row.release_id, release_slug=row.slug, audiences=tuple(row.audiences),
-            channel=row.channel, due_at=row.due_at, timezone=row.timezone,
-            status=DistributionStatus(row.status), created_at=row.created_at, note=row.note, counts=counts)
+            id=row.id,
+            release_id=row.release_id,
+            release_slug=row.slug,
+            audiences=tuple(row.audiences),
+            channel=row.channel,
+            due_at=row.due_at,
+            timezone=row.timezone,
+            status=DistributionStatus(row.status),
+            created_at=row.created_at,
+            note=row.note,
+            counts=counts,
+        )
 
     def distribution(self, distribution_id: int) -> Distribution:
         with self.engine.begin() as db:
@@ -316,8 +365,9 @@ class Store:
             counts = self._counts(db, [distribution_id]).get(distribution_id, {})
         return self._to_distribution(row, counts)
 
-    def distributions(self, statuses: Iterable[DistributionStatus] | None = None,
-                      due_before: datetime | None = None) -> list[Distribution]:
+    def distributions(
+        self, statuses: Iterable[DistributionStatus] | None = None, due_before: datetime | None = None
+    ) -> list[Distribution]:
         query = self._distribution_query().order_by(distributions.c.due_at, distributions.c.id)
         if statuses is not None:
             query = query.where(distributions.c.status.in_([s.value for s in statuses]))
@@ -332,16 +382,22 @@ class Store:
         if not ids:
             return {}
         out: dict[int, dict[str, int]] = {}
-        query = (sa.select(deliveries.c.distribution_id, deliveries.c.status, sa.func.count())
-                 .group_by(deliveries.c.distribution_id, deliveries.c.status))
+        query = sa.select(deliveries.c.distribution_id, deliveries.c.status, sa.func.count()).group_by(
+            deliveries.c.distribution_id, deliveries.c.status
+        )
         if len(ids) < 500:
             query = query.where(deliveries.c.distribution_id.in_(ids))
         for dist_id, status, count in db.execute(query):
             out.setdefault(dist_id, {})[status] = count
         return out
 
-    def set_status(self, distribution_id: int, status: DistributionStatus, note: str | None = None,
-                   only_from: Iterable[DistributionStatus] | None = None) -> bool:
+    def set_status(
+        self,
+        distribution_id: int,
+        status: DistributionStatus,
+        note: str | None = None,
+        only_from: Iterable[DistributionStatus] | None = None,
+    ) -> bool:
         """Move a distribution to `status` (only from the given statuses, if any). True if it moved."""
         query = distributions.update().where(distributions.c.id == distribution_id)
         if only_from is not None:
@@ -356,43 +412,71 @@ class Store:
         """Cancel a distribution and every delivery not yet handed to a transport. Returns how many."""
         self.distribution(distribution_id)  # raises NotFoundError
         with self.engine.begin() as db:
-            moved = db.execute(distributions.update().where(
-                distributions.c.id == distribution_id,
-                distributions.c.status.not_in([DistributionStatus.SENT.value, DistributionStatus.PARTIAL.value]),
-            ).values(status=DistributionStatus.CANCELLED.value, updated_at=utcnow())).rowcount
+            moved = db.execute(
+                distributions.update()
+                .where(
+                    distributions.c.id == distribution_id,
+                    distributions.c.status.not_in([DistributionStatus.SENT.value, DistributionStatus.PARTIAL.value]),
+                )
+                .values(status=DistributionStatus.CANCELLED.value, updated_at=utcnow())
+            ).rowcount
             if not moved:
                 return -1
-            result = db.execute(deliveries.update().where(
-                deliveries.c.distribution_id == distribution_id,
-                deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.CLAIMED.value]),
-            ).values(status=DeliveryStatus.CANCELLED.value, updated_at=utcnow()))
+            result = db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.distribution_id == distribution_id,
+                    deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.CLAIMED.value]),
+                )
+                .values(status=DeliveryStatus.CANCELLED.value, updated_at=utcnow())
+            )
             return int(result.rowcount)
 
     # --- deliveries ------------------------------------------------------------------------------------
 
-    def snapshot(self, distribution_id: int, release_id: int, channel: str,
-                 recipients: Iterable[tuple[str, str | None]], now: datetime | None = None) -> int:
+    def snapshot(
+        self,
+        distribution_id: int,
+        release_id: int,
+        channel: str,
+        recipients: Iterable[tuple[str, str | None]],
+        now: datetime | None = None,
+    ) -> int:
         """Write the ledger rows for a distribution, once; addresses already in the ledger for this release
         and channel (another audience, another distribution) or suppressed are skipped. Returns rows added."""
         now = now or utcnow()
         with self.engine.begin() as db:
-            exists = db.execute(sa.select(deliveries.c.id).where(
-                deliveries.c.distribution_id == distribution_id).limit(1)).first()
+            exists = db.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
+            ).first()
             if exists:
                 return 0
             suppressed = set(db.execute(sa.select(suppressions.c.address_hash)).scalars())
-            taken = set(db.execute(sa.select(deliveries.c.address).where(
-                deliveries.c.release_id == release_id, deliveries.c.channel == channel)).scalars())
+            taken = set(
+                db.execute(
+                    sa.select(deliveries.c.address).where(
+                        deliveries.c.release_id == release_id, deliveries.c.channel == channel
+                    )
+                ).scalars()
+            )
             rows, seen = [], set()
             for address, name in recipients:
                 if address in taken or address in seen or address_hash(address) in suppressed:
                     continue
                 seen.add(address)
-                rows.append({"distribution_id": distribution_id, "release_id": release_id, "channel": channel,
-                             "address": address, "name": name, "status": DeliveryStatus.PENDING.value,
-                             "updated_at": now})
+                rows.append(
+                    {
+                        "distribution_id": distribution_id,
+                        "release_id": release_id,
+                        "channel": channel,
+                        "address": address,
+                        "name": name,
+                        "status": DeliveryStatus.PENDING.value,
+                        "updated_at": now,
+                    }
+                )
             for start in range(0, len(rows), 5000):
-                db.execute(deliveries.insert(), rows[start:start + 5000])
+                db.execute(deliveries.insert(), rows[start : start + 5000])
         return len(rows)
 
     def claim(self, distribution_id: int, worker: str, limit: int, lease_until: datetime) -> list[ClaimedDelivery]:
@@ -400,20 +484,40 @@ class Store:
         `suppressed` inside the same transaction and not returned, so an unsubscribe beats the next batch."""
         now = utcnow()
         with self.engine.begin() as db:
-            pick = (sa.select(deliveries.c.id)
-                    .where(deliveries.c.distribution_id == distribution_id,
-                           deliveries.c.status == DeliveryStatus.PENDING.value)
-                    .order_by(deliveries.c.id).limit(limit).with_for_update(skip_locked=True))
-            rows = db.execute(deliveries.update().where(deliveries.c.id.in_(pick.scalar_subquery())).values(
-                status=DeliveryStatus.CLAIMED.value, claimed_by=worker, lease_until=lease_until,
-                attempts=deliveries.c.attempts + 1, updated_at=now,
-            ).returning(deliveries.c.id, deliveries.c.address, deliveries.c.name)).all()
+            pick = (
+                sa.select(deliveries.c.id)
+                .where(
+                    deliveries.c.distribution_id == distribution_id,
+                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                )
+                .order_by(deliveries.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            rows = db.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(pick.scalar_subquery()))
+                .values(
+                    status=DeliveryStatus.CLAIMED.value,
+                    claimed_by=worker,
+                    lease_until=lease_until,
+                    attempts=deliveries.c.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(deliveries.c.id, deliveries.c.address, deliveries.c.name)
+            ).all()
             hashes = {address_hash(r.address): r.id for r in rows}
-            blocked = set(db.execute(sa.select(suppressions.c.address_hash)
-                                     .where(suppressions.c.address_hash.in_(list(hashes)))).scalars())
+            blocked = set(
+                db.execute(
+                    sa.select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(list(hashes)))
+                ).scalars()
+            )
             if blocked:
-                db.execute(deliveries.update().where(deliveries.c.id.in_([hashes[h] for h in blocked])).values(
-                    status=DeliveryStatus.SUPPRESSED.value, updated_at=now))
+                db.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_([hashes[h] for h in blocked]))
+                    .values(status=DeliveryStatus.SUPPRESSED.value, updated_at=now)
+                )
             blocked_ids = {hashes[h] for h in blocked}
         claimed = [ClaimedDelivery(r.id, r.address, r.name) for r in rows if r.id not in blocked_ids]
         return sorted(claimed, key=lambda c: c.id)
@@ -421,17 +525,28 @@ class Store:
     def mark_submitting(self, ids: Sequence[int]) -> None:
         """Record that these deliveries are being handed to the transport; a crash now means "in doubt"."""
         with self.engine.begin() as db:
-            db.execute(deliveries.update().where(deliveries.c.id.in_(ids),
-                                                 deliveries.c.status == DeliveryStatus.CLAIMED.value)
-                       .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow()))
+            db.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.CLAIMED.value)
+                .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow())
+            )
 
     def release_claims(self, ids: Sequence[int]) -> None:
         """Give claimed deliveries back (the batch was not sent, e.g. rate limited)."""
         with self.engine.begin() as db:
-            db.execute(deliveries.update().where(
-                deliveries.c.id.in_(ids),
-                deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
-            ).values(status=DeliveryStatus.PENDING.value, claimed_by=None, lease_until=None, updated_at=utcnow()))
+            db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id.in_(ids),
+                    deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
+                )
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+            )
 
     def record_results(self, results: Sequence[SendResult], when: datetime | None = None) -> None:
         when = when or utcnow()
@@ -442,47 +557,92 @@ class Store:
             accepted = by_outcome.get(Outcome.ACCEPTED, [])
             if accepted:
                 db.execute(
-                    deliveries.update().where(deliveries.c.id == sa.bindparam("b_id")).values(
-                        status=DeliveryStatus.ACCEPTED.value, provider_id=sa.bindparam("b_provider"),
-                        sent_at=when, lease_until=None, updated_at=when),
-                    [{"b_id": r.delivery_id, "b_provider": r.provider_id} for r in accepted])
+                    deliveries.update()
+                    .where(deliveries.c.id == sa.bindparam("b_id"))
+                    .values(
+                        status=DeliveryStatus.ACCEPTED.value,
+                        provider_id=sa.bindparam("b_provider"),
+                        sent_at=when,
+                        lease_until=None,
+                        updated_at=when,
+                    ),
+                    [{"b_id": r.delivery_id, "b_provider": r.provider_id} for r in accepted],
+                )
             for outcome in (Outcome.FAILED, Outcome.IN_DOUBT):
                 group = by_outcome.get(outcome, [])
                 if group:
                     db.execute(
-                        deliveries.update().where(deliveries.c.id == sa.bindparam("b_id")).values(
-                            status=DeliveryStatus(outcome.value).value, error=sa.bindparam("b_error"),
-                            lease_until=None, updated_at=when),
-                        [{"b_id": r.delivery_id, "b_error": r.error} for r in group])
+                        deliveries.update()
+                        .where(deliveries.c.id == sa.bindparam("b_id"))
+                        .values(
+                            status=DeliveryStatus(outcome.value).value,
+                            error=sa.bindparam("b_error"),
+                            lease_until=None,
+                            updated_at=when,
+                        ),
+                        [{"b_id": r.delivery_id, "b_error": r.error} for r in group],
+                    )
 
     def expire_leases(self, now: datetime, resend_in_flight: bool) -> tuple[int, int]:
         """Deliveries of a dead worker whose lease ran out: claimed ones go back to pending; ones that were
         being submitted go back too when the transport is idempotent, else become in_doubt.
         Returns (released, in_doubt)."""
         with self.engine.begin() as db:
-            released = db.execute(deliveries.update().where(
-                deliveries.c.status == DeliveryStatus.CLAIMED.value, deliveries.c.lease_until < now,
-            ).values(status=DeliveryStatus.PENDING.value, claimed_by=None, lease_until=None, updated_at=now)).rowcount
+            released = db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.status == DeliveryStatus.CLAIMED.value,
+                    deliveries.c.lease_until < now,
+                )
+                .values(status=DeliveryStatus.PENDING.value, claimed_by=None, lease_until=None, updated_at=now)
+            ).rowcount
             target = DeliveryStatus.PENDING if resend_in_flight else DeliveryStatus.IN_DOUBT
-            doubted = db.execute(deliveries.update().where(
-                deliveries.c.status == DeliveryStatus.SUBMITTING.value, deliveries.c.lease_until < now,
-            ).values(status=target.value, claimed_by=None, lease_until=None, updated_at=now,
-                     error=None if resend_in_flight else "worker died while submitting")).rowcount
+            doubted = db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.status == DeliveryStatus.SUBMITTING.value,
+                    deliveries.c.lease_until < now,
+                )
+                .values(
+                    status=target.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    updated_at=now,
+                    error=None if resend_in_flight else "worker died while submitting",
+                )
+            ).rowcount
         return int(released), int(doubted) if not resend_in_flight else 0
 
     def open_count(self, distribution_id: int) -> int:
         """Deliveries still pending, claimed or being submitted."""
         with self.engine.begin() as db:
-            return int(db.execute(sa.select(sa.func.count()).select_from(deliveries).where(
-                deliveries.c.distribution_id == distribution_id,
-                deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.CLAIMED.value,
-                                         DeliveryStatus.SUBMITTING.value]))).scalar_one())
+            return int(
+                db.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(
+                        deliveries.c.distribution_id == distribution_id,
+                        deliveries.c.status.in_(
+                            [
+                                DeliveryStatus.PENDING.value,
+                                DeliveryStatus.CLAIMED.value,
+                                DeliveryStatus.SUBMITTING.value,
+                            ]
+                        ),
+                    )
+                ).scalar_one()
+            )
 
     def deliveries_of(self, distribution_id: int) -> list[dict[str, Any]]:
         with self.engine.begin() as db:
-            return [dict(row._mapping) for row in db.execute(
-                sa.select(deliveries).where(deliveries.c.distribution_id == distribution_id)
-                .order_by(deliveries.c.id))]
+            return [
+                dict(row._mapping)
+                for row in db.execute(
+                    sa.select(deliveries)
+                    .where(deliveries.c.distribution_id == distribution_id)
+                    .order_by(deliveries.c.id)
+                )
+            ]
 
     # --- contacts and suppressions ---------------------------------------------------------------------
 
@@ -503,13 +663,15 @@ class Store:
                 if row is None:
                     new_rows.append(values | {"created_at": now, "updated_at": now})
                 elif any(getattr(row, k) != v for k, v in values.items()):
-                    changed.append(values | {"b_email": contact.email, "updated_at": now})
+                    changed.append({f"v_{k}": v for k, v in values.items()} | {"v_updated_at": now})
             if new_rows:
                 db.execute(contacts.insert(), new_rows)
             if changed:
-                cols = {k: sa.bindparam(k) for k in changed[0] if k not in ("b_email", "email")}
-                db.execute(contacts.update().where(contacts.c.email == sa.bindparam("b_email")).values(**cols),
-                           changed)
+                cols: dict[str, Any] = {k[2:]: sa.bindparam(k) for k in changed[0] if k != "v_email"}
+                db.execute(
+                    contacts.update().where(contacts.c.email == sa.bindparam("v_email")).values(**cols),
+                    changed,
+                )
         return len(new_rows), len(changed), skipped
 
     def contacts(self) -> Iterator[Contact]:
@@ -517,10 +679,16 @@ class Store:
             rows = db.execute(sa.select(contacts).order_by(contacts.c.email)).all()
         for row in rows:
             yield Contact(
-                email=row.email, name=row.name, outlet=row.outlet, beats=tuple(row.beats),
-                regions=tuple(row.regions), language=row.language,
+                email=row.email,
+                name=row.name,
+                outlet=row.outlet,
+                beats=tuple(row.beats),
+                regions=tuple(row.regions),
+                language=row.language,
                 consent_basis=ConsentBasis(row.consent_basis) if row.consent_basis else None,
-                consent_source=row.consent_source, consent_date=row.consent_date)
+                consent_source=row.consent_source,
+                consent_date=row.consent_date,
+            )
 
     def suppress(self, address: str, reason: str, keep_address: bool = True) -> bool:
         """Add an address to the suppression list. True if it was not there before."""
@@ -528,8 +696,14 @@ class Store:
         with self.engine.begin() as db:
             if db.execute(sa.select(suppressions.c.id).where(suppressions.c.address_hash == digest)).first():
                 return False
-            db.execute(suppressions.insert().values(address_hash=digest, address=address if keep_address else None,
-                                                    reason=reason, created_at=utcnow()))
+            db.execute(
+                suppressions.insert().values(
+                    address_hash=digest,
+                    address=address if keep_address else None,
+                    reason=reason,
+                    created_at=utcnow(),
+                )
+            )
         return True
 
     def suppressed_hashes(self) -> set[str]:
@@ -539,8 +713,10 @@ class Store:
     def totals(self) -> dict[str, int]:
         """Headline numbers for summaries."""
         with self.engine.begin() as db:
+
             def count(table: sa.Table, *where: Any) -> int:
                 return int(db.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one())
+
             return {
                 "releases": count(releases),
                 "contacts": count(contacts),
@@ -551,10 +727,15 @@ class Store:
 
 def _contact_values(contact: Contact) -> dict[str, Any]:
     return {
-        "email": contact.email, "name": contact.name, "outlet": contact.outlet, "beats": list(contact.beats),
-        "regions": list(contact.regions), "language": contact.language,
+        "email": contact.email,
+        "name": contact.name,
+        "outlet": contact.outlet,
+        "beats": list(contact.beats),
+        "regions": list(contact.regions),
+        "language": contact.language,
         "consent_basis": contact.consent_basis.value if contact.consent_basis else None,
-        "consent_source": contact.consent_source, "consent_date": contact.consent_date,
+        "consent_source": contact.consent_source,
+        "consent_date": contact.consent_date,
     }
 
 
@@ -566,11 +747,21 @@ def dumps(value: Any) -> str:
 def reschedule(store: Store, distribution_id: int, due_at: datetime, timezone: str) -> bool:
     """Move a distribution that has not started to a new time. True if it moved."""
     with store.engine.begin() as db:
-        return bool(db.execute(distributions.update().where(
-            distributions.c.id == distribution_id,
-            distributions.c.status.in_([DistributionStatus.SCHEDULED.value, DistributionStatus.HELD.value]),
-        ).values(due_at=due_at, timezone=timezone, status=DistributionStatus.SCHEDULED.value,
-                 updated_at=utcnow())).rowcount)
+        return bool(
+            db.execute(
+                distributions.update()
+                .where(
+                    distributions.c.id == distribution_id,
+                    distributions.c.status.in_([DistributionStatus.SCHEDULED.value, DistributionStatus.HELD.value]),
+                )
+                .values(
+                    due_at=due_at,
+                    timezone=timezone,
+                    status=DistributionStatus.SCHEDULED.value,
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+        )
 
 
 def auto_distribution(store: Store, origin: str) -> Distribution | None:

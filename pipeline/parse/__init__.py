@@ -44,7 +44,10 @@ def release_files(folder: Path) -> list[Path]:
     """The release documents in a folder (not recursive), in name order; READMEs and hidden files skipped."""
     suffixes = {s for r in READERS for s in r.SUFFIXES if s}
     return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith((".", "_"))
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not p.name.startswith((".", "_"))
         and p.stem.upper() != "README"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -78,18 +78,23 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
 
     headline, subheadline, pre_rest = _headline(pre, meta)
     if dateline is None:
-        # No dateline: the body begins after the headline blocks.
-        body_start = len([b for b in pre if b not in pre_rest]) if pre else 0
-        body_start = _index_after(blocks, pre, pre_rest)
-    top_contacts = [b for b in pre_rest if _has_contact_info(b.text)]
+        # No dateline: the body begins with the first block not used as headline, banner or date.
+        first_unused = next((p for p in pre_rest if not _has_contact_info(p.block.text)), None)
+        if first_unused is not None:
+            body_start = first_unused.origin
+            source = blocks[body_start]
+            blocks[body_start] = replace(source, text="\n".join(source.text.split("\n")[first_unused.offset :]))
+        else:
+            body_start = len(pre)
+    top_contacts = [p.block for p in pre_rest if _has_contact_info(p.block.text)]
     sections = _sections(blocks[body_start:], problems)
 
-    when = meta.get("date") or leading_date or (dateline.date if dateline else None)
-    if when is None:
+    release_date: date | None = meta.get("date") or leading_date or (dateline.date if dateline else None)
+    if release_date is None:
         for block in pre:
             found = find_date(_flat(block.text))
             if found and len(_flat(block.text)) < 60:
-                when = found[0]
+                release_date = found[0]
                 break
     body = tuple(sections["body"])
     if not body:
@@ -106,7 +111,7 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
     return Release(
         headline=headline,
         subheadline=subheadline,
-        date=when,
+        date=release_date,
         dateline=meta.get("dateline") or (dateline.place if dateline else None),
         wire=meta.get("wire") or (dateline.wire if dateline else None),
         language=language,
@@ -130,40 +135,48 @@ def _flat(text: str) -> str:
     return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
-def _index_after(blocks: list[Block], pre: list[Block], pre_rest: list[Block]) -> int:
-    """Where the body starts when there is no dateline: the first pre-block not used as a headline."""
-    if pre_rest:
-        return blocks.index(pre_rest[0])
-    if pre:
-        return blocks.index(pre[-1]) + 1
-    return 0
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A line or block before the dateline, remembering where it came from."""
+
+    block: Block
+    origin: int  # index of the source block
+    offset: int  # line within the source block (0 when the block was not split)
 
 
-def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str | None, list[Block]]:
-    """Headline and subheadline from front matter or the blocks before the dateline; the rest is returned."""
+def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str | None, list[_Piece]]:
+    """Headline and subheadline from front matter or the blocks before the dateline; the unused rest is returned."""
     headline, subheadline = meta.get("headline"), meta.get("subheadline")
-    candidates: list[Block] = []
-    for block in pre:
+    pieces: list[_Piece] = []
+    for origin, block in enumerate(pre):
         lines = block.text.split("\n")
         if len(lines) > 1 and all(len(line) < 200 for line in lines) and not block.is_heading:
-            candidates += [replace(block, text=line.strip()) for line in lines if line.strip()]
+            pieces += [
+                _Piece(replace(block, text=line.strip()), origin, n) for n, line in enumerate(lines) if line.strip()
+            ]
         else:
-            candidates.append(block)
-    rest: list[Block] = []
-    for block in candidates:
+            pieces.append(_Piece(block, origin, 0))
+    rest: list[_Piece] = []
+    for piece in pieces:
+        block = piece.block
         flat = _flat(block.text)
-        if _is_date_only(flat) or _has_contact_info(flat) or re.match(r"^(?:!\[|https?://)", flat):
-            rest.append(block) if _has_contact_info(flat) else None
+        if _is_date_only(flat) or re.match(r"^(?:!\[|https?://)", flat):
             continue
-        if headline is None and len(flat) <= _MAX_HEADLINE:
+        if _has_contact_info(flat):
+            rest.append(piece)
+        elif headline is None and len(flat) <= _MAX_HEADLINE:
             headline = flat
         elif headline is not None and _norm(flat) == _norm(headline):
             continue
-        elif subheadline is None and len(flat) <= 400 and not rest and (block.is_heading or block.bold or
-                                                                         len(flat) <= 300):
+        elif (
+            subheadline is None
+            and not rest
+            and len(flat) <= 400
+            and (block.is_heading or block.bold or len(flat) <= 300)
+        ):
             subheadline = flat
         else:
-            rest.append(block)
+            rest.append(piece)
     return headline, subheadline, rest
 
 
@@ -184,11 +197,15 @@ def _has_contact_info(text: str) -> bool:
 
 def _starts_section(block: Block) -> bool:
     first = _flat(block.text.split("\n")[0])
-    return bool(
-        fields.about_heading(first)
-        and (block.is_heading or block.bold or "\n" in block.text or len(first) < 60)
-        and not re.search(r"[.!?]\s", first)
-    ) or fields.is_contacts_heading(first) or fields.is_fls_heading(first)
+    return (
+        bool(
+            fields.about_heading(first)
+            and (block.is_heading or block.bold or "\n" in block.text or len(first) < 60)
+            and not re.search(r"[.!?]\s", first)
+        )
+        or fields.is_contacts_heading(first)
+        or fields.is_fls_heading(first)
+    )
 
 
 _FLS_PARAGRAPH = re.compile(
@@ -206,6 +223,8 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
         lines = block.text.split("\n")
         first = lines[0].strip()
         flat = _flat(block.text)
+        if not flat:
+            continue
         marker = fields.end_marker_of(flat)
         if marker:
             out["end_marker"].append(marker)
@@ -217,8 +236,11 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             section = "source"
             continue
         heading_name = fields.about_heading(_strip_marks(first))
-        if heading_name and (block.is_heading or block.bold or len(lines) > 1 or len(first) < 60) and not re.search(
-                r"[.!?]\s", first):
+        if (
+            heading_name
+            and (block.is_heading or block.bold or len(lines) > 1 or len(first) < 60)
+            and not re.search(r"[.!?]\s", first)
+        ):
             out["about"].append((heading_name, []))
             section = "about"
             rest = _flat("\n".join(lines[1:]))
@@ -226,8 +248,11 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
                 out["about"][-1][1].append(rest)
             continue
         inline = fields.about_inline(flat) if not block.is_heading else None
-        if inline and section != "body" or (inline and len(inline[0].split()) <= 6 and re.match(
-                r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", flat, re.IGNORECASE)):
+        if (inline and section != "body") or (
+            inline
+            and len(inline[0].split()) <= 6
+            and re.match(r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", flat, re.IGNORECASE)
+        ):
             assert inline is not None
             out["about"].append((inline[0], [inline[1]]))
             section = "about"
@@ -255,9 +280,8 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             out["about"][-1][1].append(flat)
         elif section == "fls":
             out["fls"].append(flat)
-        elif section in ("contacts", "trailer", "source"):
-            if section == "contacts" or _has_contact_info(block.text):
-                out["contacts"].extend(lines)
+        elif section == "contacts" or _has_contact_info(block.text):
+            out["contacts"].extend(lines)
     for name, texts in out["about"]:
         if not texts:
             problems.append(f"'About {name}' section has no text")
@@ -280,6 +304,7 @@ def _dedupe_contacts(contacts: list[MediaContact]) -> list[MediaContact]:
 
 
 # --- front matter ------------------------------------------------------------------------------------------
+
 
 def _interpret_meta(doc: Document, zone: tzinfo) -> dict[str, Any]:
     """Front matter → typed values. A key we do not know is a problem; a value we cannot read is an error."""

@@ -53,18 +53,41 @@ _ISO = re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d\d)-(?P<day>\d\d)\b")
 # Zones wires print after a time. North-American abbreviations are resolved to the IANA zone, so DST follows
 # the date rather than the letters (a release saying "9:00 EST" in July means Eastern time).
 ZONE_ABBREVIATIONS: dict[str, str] = {
-    "ET": "America/New_York", "EST": "America/New_York", "EDT": "America/New_York",
-    "HNE": "America/Toronto", "HAE": "America/Toronto", "HE": "America/Toronto",
-    "CT": "America/Chicago", "CST": "America/Chicago", "CDT": "America/Chicago",
-    "MT": "America/Denver", "MST": "America/Denver", "MDT": "America/Denver",
-    "PT": "America/Los_Angeles", "PST": "America/Los_Angeles", "PDT": "America/Los_Angeles",
-    "HNP": "America/Vancouver", "HAP": "America/Vancouver",
-    "AT": "America/Halifax", "AST": "America/Halifax", "ADT": "America/Halifax",
-    "GMT": "Europe/London", "BST": "Europe/London", "UK": "Europe/London",
-    "CET": "Europe/Paris", "CEST": "Europe/Paris", "MEZ": "Europe/Berlin", "MESZ": "Europe/Berlin",
-    "EET": "Europe/Helsinki", "EEST": "Europe/Helsinki",
-    "JST": "Asia/Tokyo", "AEST": "Australia/Sydney", "AEDT": "Australia/Sydney", "IST": "Asia/Kolkata",
-    "UTC": "UTC", "Z": "UTC",
+    "ET": "America/New_York",
+    "EST": "America/New_York",
+    "EDT": "America/New_York",
+    "HNE": "America/Toronto",
+    "HAE": "America/Toronto",
+    "HE": "America/Toronto",
+    "CT": "America/Chicago",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "MT": "America/Denver",
+    "MST": "America/Denver",
+    "MDT": "America/Denver",
+    "PT": "America/Los_Angeles",
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "HNP": "America/Vancouver",
+    "HAP": "America/Vancouver",
+    "AT": "America/Halifax",
+    "AST": "America/Halifax",
+    "ADT": "America/Halifax",
+    "GMT": "Europe/London",
+    "BST": "Europe/London",
+    "UK": "Europe/London",
+    "CET": "Europe/Paris",
+    "CEST": "Europe/Paris",
+    "MEZ": "Europe/Berlin",
+    "MESZ": "Europe/Berlin",
+    "EET": "Europe/Helsinki",
+    "EEST": "Europe/Helsinki",
+    "JST": "Asia/Tokyo",
+    "AEST": "Australia/Sydney",
+    "AEDT": "Australia/Sydney",
+    "IST": "Asia/Kolkata",
+    "UTC": "UTC",
+    "Z": "UTC",
 }
 _ZONE_RE = "|".join(sorted(ZONE_ABBREVIATIONS, key=len, reverse=True))
 _TIME = re.compile(
@@ -144,7 +167,7 @@ def parse_datetime(text: str, default_zone: tzinfo) -> datetime | None:
     if found is None:
         return None
     day, match = found
-    rest = text[: match.start()] + " " + text[match.end():]
+    rest = text[: match.start()] + " " + text[match.end() :]
     clock, zone = _find_time(rest)
     tz = zone or default_zone
     return localize(datetime.combine(day, clock or time(0, 0)), tz)

@@ -15,7 +15,7 @@ from datetime import date, datetime, tzinfo
 
 import py3langid
 
-from pipeline.models import Boilerplate, MediaContact, Quote
+from pipeline.models import MediaContact, Quote
 from pipeline.parse.dates import find_date, parse_datetime
 
 # --- section headings ------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
     if found is not None:
         when, date_match = found
         place = prefix[: date_match.start()]
-        tail = prefix[date_match.end():].strip(" ,")
+        tail = prefix[date_match.end() :].strip(" ,")
         if tail and not re.fullmatch(r"(?:at\s+)?[\d:.]+\s*(?:[ap]\.?m\.?)?\s*\w{0,4}", tail, re.IGNORECASE):
             return None
     elif wire:
@@ -156,16 +156,99 @@ _ATTRIBUTION = re.compile(
     re.IGNORECASE,
 )
 _TITLE_WORDS = {
-    "ceo", "cto", "cfo", "coo", "cmo", "cio", "president", "vice", "vp", "chief", "executive", "officer",
-    "director", "founder", "co-founder", "cofounder", "chair", "chairman", "chairwoman", "chairperson", "head",
-    "manager", "senior", "general", "secretary", "minister", "professor", "prof", "dr", "dr.", "mr", "mr.",
-    "mrs", "mrs.", "ms", "ms.", "executive director", "partner", "managing", "lead", "principal", "dean",
-    "mayor", "governor", "senator", "leader", "owner", "delegate", "spokesperson", "spokesman", "spokeswoman",
-    "analyst", "engineer", "scientist", "researcher", "editor", "member", "board", "global", "group",
-    "technology", "product", "marketing", "operating", "financial", "commercial", "research", "development",
-    "sales", "business", "operations", "strategy", "communications", "associate", "assistant", "deputy",
-    "acting", "interim", "sr", "sr.", "jr", "jr.", "directeur", "directrice", "présidente", "président",
-    "fondateur", "fondatrice", "général", "générale", "geschäftsführer", "vorstand", "gründer",
+    "ceo",
+    "cto",
+    "cfo",
+    "coo",
+    "cmo",
+    "cio",
+    "president",
+    "vice",
+    "vp",
+    "chief",
+    "executive",
+    "officer",
+    "director",
+    "founder",
+    "co-founder",
+    "cofounder",
+    "chair",
+    "chairman",
+    "chairwoman",
+    "chairperson",
+    "head",
+    "manager",
+    "senior",
+    "general",
+    "secretary",
+    "minister",
+    "professor",
+    "prof",
+    "dr",
+    "dr.",
+    "mr",
+    "mr.",
+    "mrs",
+    "mrs.",
+    "ms",
+    "ms.",
+    "executive director",
+    "partner",
+    "managing",
+    "lead",
+    "principal",
+    "dean",
+    "mayor",
+    "governor",
+    "senator",
+    "leader",
+    "owner",
+    "delegate",
+    "spokesperson",
+    "spokesman",
+    "spokeswoman",
+    "analyst",
+    "engineer",
+    "scientist",
+    "researcher",
+    "editor",
+    "member",
+    "board",
+    "global",
+    "group",
+    "technology",
+    "product",
+    "marketing",
+    "operating",
+    "financial",
+    "commercial",
+    "research",
+    "development",
+    "sales",
+    "business",
+    "operations",
+    "strategy",
+    "communications",
+    "associate",
+    "assistant",
+    "deputy",
+    "acting",
+    "interim",
+    "sr",
+    "sr.",
+    "jr",
+    "jr.",
+    "directeur",
+    "directrice",
+    "présidente",
+    "président",
+    "fondateur",
+    "fondatrice",
+    "général",
+    "générale",
+    "geschäftsführer",
+    "vorstand",
+    "gründer",
 }
 _NAME_TOKEN = re.compile(r"^[A-ZÀ-ÖØ-ÞŁŚŻŹĆŃ][a-zà-öø-ÿłśżźćńA-Z'’.-]*$")
 _PARTICLES = {"de", "da", "van", "von", "der", "del", "la", "le", "du", "di", "bin", "ben", "y", "st.", "mc"}
@@ -186,7 +269,7 @@ def find_quote(paragraph: str) -> Quote | None:
     outside = []
     previous = 0
     for start, end in spans:
-        outside.append(paragraph[previous: start - 1])
+        outside.append(paragraph[previous : start - 1])
         previous = end + 1
     outside.append(paragraph[previous:])
     remainder = " ⁂ ".join(outside)
@@ -201,7 +284,7 @@ def find_quote(paragraph: str) -> Quote | None:
 def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
     """The person attributed: the name after the verb ("said Jane Doe, CEO") or before it ("Doe said")."""
     if verb is not None:
-        after = re.split(r"[.;⁂](?:\s|$)|,", remainder[verb.end():], maxsplit=1)[0]
+        after = re.split(r"[.;⁂](?:\s|$)|,", remainder[verb.end() :], maxsplit=1)[0]
         name = _name_from_right(after.split())
         if name:
             return name
@@ -224,7 +307,7 @@ def _name_in(text: str) -> str | None:
 
 def _name_from_right(tokens: Sequence[str]) -> str | None:
     """The trailing run of capitalised tokens that is a person's name, titles and organisations dropped."""
-    tokens = [t.strip("“”\"«»()[]:") for t in tokens if t.strip("“”\"«»()[]:")]
+    tokens = [t.strip('“”"«»()[]:') for t in tokens if t.strip('“”"«»()[]:')]
     # Cut at the first lowercase word that is not a particle, keeping the capitalised run before it.
     run: list[str] = []
     for token in tokens:
@@ -269,6 +352,7 @@ _NOT_NAME = re.compile(
 
 def deobfuscate(text: str) -> str:
     """`jane [at] example [dot] com` → `jane@example.com`."""
+
     def fix(match: re.Match[str]) -> str:
         domain = re.sub(r"\s*(?:[\[(<{]\s*(?:dot|\.)\s*[\])>}]|\.)\s*", ".", match.group("domain"), flags=re.I)
         return f"{match.group('user')}@{domain}"
@@ -303,8 +387,13 @@ def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
             segment = segment.strip().strip(",")
             if not segment:
                 continue
-            segment = re.sub(r"^(?:e-?mail|courriel|phone|tel(?:ephone|éphone)?|t|p|m|mobile|cell|office|"
-                             r"direct|ph|o)\s*[.:]\s*", "", segment, flags=re.IGNORECASE)
+            segment = re.sub(
+                r"^(?:e-?mail|courriel|phone|tel(?:ephone|éphone)?|t|p|m|mobile|cell|office|"
+                r"direct|ph|o)\s*[.:]\s*",
+                "",
+                segment,
+                flags=re.IGNORECASE,
+            )
             found_email = _EMAIL.search(segment)
             found_phone = None if found_email else _PHONE.search(segment)
             if found_email:
@@ -321,7 +410,7 @@ def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
                 candidate = segment[: found_phone.start()].strip(" ,:-")
                 if candidate and _is_person_name(candidate) and name is None:
                     name = candidate
-            elif _is_person_name(segment):
+            elif _is_person_name(segment) and not (name is not None and org is None and not email and not phone):
                 if name is not None or email or phone:
                     flush()
                 name = segment.rstrip(",")
@@ -333,13 +422,14 @@ def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
 
 # --- headline, banners and language ------------------------------------------------------------------------
 
+
 def strip_meta_date(text: str) -> tuple[str, date | None]:
     """The seed's leading `date YYYY-MM-DD` metadata, split from the text it precedes."""
     match = _META_DATE.match(text)
     if not match:
         return text, None
     try:
-        return text[match.end():], date.fromisoformat(match.group("date"))
+        return text[match.end() :], date.fromisoformat(match.group("date"))
     except ValueError:
         return text, None
 

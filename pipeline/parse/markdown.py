@@ -21,8 +21,23 @@ SUFFIXES = (".md", ".markdown", ".mdown")
 
 _MD = MarkdownIt("commonmark")
 _PELICAN_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z _-]{0,30}):\s*(?P<value>.*)$")
-_PELICAN_KEYS = {"title", "date", "author", "authors", "category", "tags", "slug", "summary", "lang", "language",
-                 "subtitle", "embargo", "audiences", "modified", "status"}
+_PELICAN_KEYS = {
+    "title",
+    "date",
+    "author",
+    "authors",
+    "category",
+    "tags",
+    "slug",
+    "summary",
+    "lang",
+    "language",
+    "subtitle",
+    "embargo",
+    "audiences",
+    "modified",
+    "status",
+}
 
 
 def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], dict[str, int], str, int]:
@@ -31,12 +46,12 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], dict[str,
         end = re.search(r"^(?:---|\.\.\.)\s*$", text[4:], re.MULTILINE)
         if end is None:
             raise ReleaseParseError(path, "front matter opened with '---' is never closed", line=1)
-        raw = text[4: 4 + end.start()]
+        raw = text[4 : 4 + end.start()]
         try:
             data = yaml.safe_load(raw)
             tree = yaml.compose(raw)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
             line = mark.line + 2 if mark is not None else 1
             problem = getattr(exc, "problem", None) or "invalid YAML"
             raise ReleaseParseError(path, f"front matter is not valid YAML: {problem}", line=line) from None
@@ -67,7 +82,7 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], dict[str,
     for number, line in enumerate(head):
         match = _PELICAN_KEY.match(line)
         if not line.strip() and meta:
-            return meta, lines, "\n".join(head[number + 1:]), number + 2
+            return meta, lines, "\n".join(head[number + 1 :]), number + 2
         if not match or match.group("key").strip().lower() not in _PELICAN_KEYS:
             break
         meta[match.group("key").strip().lower()] = match.group("value").strip()
@@ -99,7 +114,8 @@ def _inline_text(token: Token) -> tuple[str, bool]:
 
 
 def blocks_of(markdown: str, first_line: int) -> list[Block]:
-    tokens = _MD.parse(markdown)
+    # A bare "###" line is a wire end marker, not an empty heading.
+    tokens = _MD.parse(re.sub(r"(?m)^[ \t]*(#[ \t]?#[ \t]?#)[ \t]*$", r"\\\1", markdown))
     blocks: list[Block] = []
     heading_level = 0
     in_list = 0

@@ -17,8 +17,9 @@ def read_bytes(path: Path) -> bytes:
         if path.is_dir():
             raise ReleaseParseError(path, "is a folder, not a release document")
         if size > MAX_BYTES:
-            raise ReleaseParseError(path, f"file is {size // 1024} KB; releases over {MAX_BYTES // 1024} KB "
-                                    "are refused")
+            raise ReleaseParseError(
+                path, f"file is {size // 1024} KB; releases over {MAX_BYTES // 1024} KB are refused"
+            )
         return path.read_bytes()
     except FileNotFoundError:
         raise ReleaseParseError(path, "file not found") from None
@@ -34,15 +35,16 @@ def decode(path: Path, data: bytes) -> str:
     Binary data (NUL bytes, or nothing that decodes as text) is refused. Line endings become \\n.
     """
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ReleaseParseError(path, "looks like a binary file, not a text release")
+        raise ReleaseParseError(path, "looks like a binary file, not text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         best = from_bytes(data).best()
         if best is None:
             line = data[: exc.start].count(b"\n") + 1
-            raise ReleaseParseError(path, "cannot decode: not UTF-8 and no other text encoding fits",
-                                    line=line) from None
+            raise ReleaseParseError(
+                path, "cannot decode: not UTF-8 and no other text encoding fits", line=line
+            ) from None
         text = str(best)
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\x0c", "\n")
 

@@ -53,16 +53,28 @@ def worker_id() -> str:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: Store, transport: Transport, renderer: Renderer,
-                 links: UnsubscribeLinks, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        transport: Transport,
+        renderer: Renderer,
+        links: UnsubscribeLinks,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings, self.store, self.transport, self.renderer, self.links = (
-            settings, store, transport, renderer, links)
+            settings,
+            store,
+            transport,
+            renderer,
+            links,
+        )
         self.clock, self.sleep = clock, sleep
         self.worker = worker_id()
 
-    def dispatch(self, distribution_id: int,
-                 progress: Callable[[int, int], None] | None = None) -> DispatchReport:
+    def dispatch(self, distribution_id: int, progress: Callable[[int, int], None] | None = None) -> DispatchReport:
         """Send what is due of one distribution. Safe to call any number of times, from any number of
         processes: the ledger and atomic claims make a second call continue, never repeat."""
         dist = self.store.distribution(distribution_id)
@@ -82,10 +94,11 @@ class Dispatcher:
         if dist.status is DistributionStatus.SCHEDULED:
             lateness = now - dist.due_at
             if lateness > self.settings.schedule.max_lateness:
-                note = (f"held: found {_human(lateness)} after its due time, more than schedule.max_lateness "
-                        f"({_human(self.settings.schedule.max_lateness)}); release or cancel it")
-                self.store.set_status(dist.id, DistributionStatus.HELD, note,
-                                      only_from=[DistributionStatus.SCHEDULED])
+                note = (
+                    f"held: found {_human(lateness)} after its due time, more than schedule.max_lateness "
+                    f"({_human(self.settings.schedule.max_lateness)}); release or cancel it"
+                )
+                self.store.set_status(dist.id, DistributionStatus.HELD, note, only_from=[DistributionStatus.SCHEDULED])
                 report.status, report.waiting = DistributionStatus.HELD, note
                 return report
             report.recipients = self._snapshot(dist)
@@ -138,9 +151,12 @@ class Dispatcher:
                 if progress:
                     progress(done, total)
                 if consecutive_failures >= self.settings.send.pause_after_failures:
-                    self.store.set_status(dist.id, DistributionStatus.PAUSED,
-                                          f"paused after {consecutive_failures} consecutive permanent failures",
-                                          only_from=[DistributionStatus.SENDING])
+                    self.store.set_status(
+                        dist.id,
+                        DistributionStatus.PAUSED,
+                        f"paused after {consecutive_failures} consecutive permanent failures",
+                        only_from=[DistributionStatus.SENDING],
+                    )
                     break
         finally:
             self.transport.close()

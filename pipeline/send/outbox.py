@@ -28,8 +28,9 @@ class OutboxTransport:
     name = "outbox"
     idempotent = True
 
-    def __init__(self, folder: Path, links: UnsubscribeLinks,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, folder: Path, links: UnsubscribeLinks, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.folder, self.links, self.clock = folder, links, clock
 
     def path_for(self, release_slug: str, address: str) -> Path:

@@ -1,0 +1,125 @@
+"""Shared fixtures: a throwaway project folder (config.yaml, releases, contacts) on a temp SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import cli
+from pipeline.config import Settings, load_settings
+from pipeline.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+SEED = CORPUS / "releases" / "000-seed-bioquebec.txt"
+
+CONFIG = """\
+database: sqlite:///var/test.db
+timezone: America/Toronto
+transport: outbox
+outbox:
+  dir: var/outbox
+sender:
+  from: newsroom@acme.example.com
+  name: Acme Newsroom
+  reply_to: press@acme.example.com
+organization:
+  name: Acme Instruments
+  postal_address: 1 Test Road, Springfield, ON K0K 0K0, Canada
+site:
+  base_url: https://news.acme.example.com
+  output_dir: public
+releases:
+  dir: releases
+  default_audiences: [all]
+contacts:
+  sources: [contacts.csv]
+audiences:
+  all: {}
+  tech:
+    beats: [technology]
+  french:
+    languages: [fr]
+schedule:
+  max_lateness: 2h
+unsubscribe:
+  mailto: unsubscribe@acme.example.com
+"""
+
+CONTACTS = """\
+email,name,outlet,beats,regions,language,consent_basis,consent_source,consent_date
+ana@example.com,Ana Lima,Daily Planet,technology;science,ontario,en,express,conference 2026,2026-01-10
+bo@example.test,Bo Chen,Tech Times,technology,quebec,en,implied-published,masthead,2026-02-01
+chloe@example.com,Chloé Roy,La Gazette,business,quebec,fr,business-relationship,,
+dev@example.com,Dev Patel,Business Weekly,business;finance,national,en,,,
+"""
+
+WIRE_RELEASE = """\
+FOR IMMEDIATE RELEASE
+
+Acme Instruments Ships Its First Quantum Thermometer
+The sensor reads temperatures to a millionth of a degree
+
+SPRINGFIELD, Ontario--(EXAMPLE WIRE)--March 3, 2026--Acme Instruments today shipped its first quantum thermometer to three university laboratories.
+
+"Precision at this level used to need a room full of equipment," said Dana Whitfield, chief executive officer of Acme Instruments.
+
+The thermometer fits in a shoebox and runs on a laptop.
+
+About Acme Instruments
+
+Acme Instruments builds measuring tools for science labs. Visit https://acme.example.com.
+
+###
+
+Media contact:
+Riley Stone
+riley.stone@acme.example.com
++1 555-010-0199
+"""
+
+
+def write_project(root: Path, releases: dict[str, str] | None = None, config: str = CONFIG) -> Path:
+    (root / "releases").mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(config, encoding="utf-8")
+    (root / "contacts.csv").write_text(CONTACTS, encoding="utf-8")
+    for name, text in (releases if releases is not None else {"acme.txt": WIRE_RELEASE}).items():
+        (root / "releases" / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return root / "config.yaml"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with config.yaml, one wire release and four contacts; returns the config path."""
+    return write_project(tmp_path)
+
+
+@pytest.fixture
+def settings(project: Path) -> Settings:
+    return load_settings(project)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.open(settings)
+    yield rt
+    rt.close()
+
+
+def run_cli(config: Path, *args: str, input: str | None = None) -> Result:
+    """Run a command in-process, as `pipeline --config CONFIG ARGS`."""
+    return CliRunner().invoke(cli, ["--config", str(config), *args], input=input, catch_exceptions=False)
+
+
+needs_corpus = pytest.mark.skipif(not SEED.exists(), reason="../shared/corpus is not beside the project")
+
+
+def copy_seed(dest: Path) -> Path:
+    target = dest / SEED.name
+    shutil.copy(SEED, target)
+    return target

@@ -1,0 +1,159 @@
+"""The parser through parse_release: the seed, the project's own formats, bad input, and arbitrary input."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.errors import ReleaseParseError
+from pipeline.parse import parse_release
+from tests.conftest import ROOT, SEED, WIRE_RELEASE, needs_corpus
+
+TORONTO = ZoneInfo("America/Toronto")
+
+
+@needs_corpus
+def test_seed_release_fields() -> None:
+    release = parse_release(SEED)
+    assert release.date == date(2021, 3, 23)
+    assert release.dateline == "BROMONT, Québec"
+    assert release.wire == "BUSINESS WIRE"
+    assert release.headline is None
+    assert release.language == "en"
+    assert release.body[0].startswith("BIOQuébec, Québec's largest network")
+    assert [a.name for a in release.about] == ["BIOQuébec", "BioForward Wisconsin"]
+    assert [q.speaker for q in release.quotes] == ["Martine Hébert", "Anie Perrault", "Lisa Johnson"]
+    # The split quote is one quotation; the event title in curly quotes is not a quotation.
+    assert "I am pleased that Martine Hébert" in release.quotes[2].text
+    assert not any("Two Thriving" in q.text for q in release.quotes)
+    assert all("About" not in p[:6] for p in release.body)
+
+
+def test_wire_release_fields(tmp_path: Path) -> None:
+    path = tmp_path / "acme.txt"
+    path.write_text(WIRE_RELEASE, encoding="utf-8")
+    release = parse_release(path, TORONTO)
+    assert release.headline == "Acme Instruments Ships Its First Quantum Thermometer"
+    assert release.subheadline == "The sensor reads temperatures to a millionth of a degree"
+    assert release.dateline == "SPRINGFIELD, Ontario"
+    assert release.wire == "EXAMPLE WIRE"
+    assert release.date == date(2026, 3, 3)
+    assert release.body[0].startswith("Acme Instruments today shipped")
+    assert release.quotes[0].speaker == "Dana Whitfield"
+    assert release.about[0].name == "Acme Instruments"
+    assert release.end_marker == "###"
+    assert release.contacts[0].name == "Riley Stone"
+    assert release.contacts[0].email == "riley.stone@acme.example.com"
+    assert release.contacts[0].phone == "+1 555-010-0199"
+
+
+def test_markdown_front_matter(tmp_path: Path) -> None:
+    path = tmp_path / "launch.md"
+    path.write_text(
+        "---\nheadline: Acme Opens a Lab\nsubheadline: In Springfield\ndate: 2026-05-04\n"
+        "embargo: 2026-05-04 09:00\naudiences: [tech, french]\ncategories: funding\nlanguage: en\n---\n\n"
+        "SPRINGFIELD, Ontario, May 4, 2026 /EXAMPLE WIRE/ -- Acme opened a lab.\n\n"
+        "« Nous sommes ravis d'ouvrir ce laboratoire aujourd'hui », a déclaré Marie Tremblay.\n\n"
+        "## About Acme\n\nAcme makes things.\n\n-30-\n",
+        encoding="utf-8",
+    )
+    release = parse_release(path, TORONTO)
+    assert release.headline == "Acme Opens a Lab"
+    assert release.subheadline == "In Springfield"
+    assert release.embargo == datetime(2026, 5, 4, 9, 0, tzinfo=TORONTO)
+    assert release.audiences == ("tech", "french")
+    assert release.categories == ("funding",)
+    assert release.wire == "EXAMPLE WIRE"
+    assert release.body == ("Acme opened a lab.", release.body[1])
+    assert release.quotes[0].speaker == "Marie Tremblay"
+    assert release.about[0].name == "Acme"
+    assert release.end_marker == "-30-"
+
+
+def test_project_samples_parse_cleanly() -> None:
+    from pipeline.parse import release_files
+
+    files = release_files(ROOT / "releases")
+    assert len(files) >= 3
+    languages = set()
+    for path in files:
+        release = parse_release(path, TORONTO)
+        languages.add(release.language)
+        assert release.headline and release.body and release.about and release.contacts, path
+        assert not release.problems, (path, release.problems)
+    assert {"en", "fr"} <= languages
+    assert any(parse_release(p, TORONTO).embargo for p in files)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("broken.md", "---\nheadline: [unclosed\n---\nbody\n", "broken.md:2: front matter is not valid YAML"),
+        ("never.md", "---\nheadline: x\nbody\n", "never.md:1: front matter opened with '---' is never closed"),
+        ("date.md", "---\ndate: someday\n---\nText.\n", "date.md:2: front matter 'date'"),
+        ("scan.pdf", "%PDF-1.4", "unsupported file type '.pdf'"),
+    ],
+)
+def test_bad_documents_name_file_and_line(tmp_path: Path, name: str, content: str, fragment: str) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ReleaseParseError) as caught:
+        parse_release(path)
+    assert fragment in str(caught.value)
+
+
+def test_missing_and_binary_files(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseParseError, match="missing.txt: file not found"):
+        parse_release(tmp_path / "missing.txt")
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
+    with pytest.raises(ReleaseParseError, match="binary"):
+        parse_release(binary)
+
+
+def test_latin1_file_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "latin.txt"
+    path.write_bytes("MONTRÉAL, Québec--(EXAMPLE WIRE)--Le communiqué est arrivé à l'été.\r\n".encode("latin-1"))
+    release = parse_release(path)
+    assert release.dateline == "MONTRÉAL, Québec"
+    assert release.body[0].startswith("Le communiqué")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=3000), suffix=st.sampled_from([".txt", ".md"]))
+def test_any_bytes_give_a_release_or_our_error(tmp_path: Path, data: bytes, suffix: str) -> None:
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(data)
+    try:
+        release = parse_release(path)
+    except ReleaseParseError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert isinstance(release.body, tuple)
+
+
+_WIRE_LINES = st.sampled_from([
+    "FOR IMMEDIATE RELEASE", "###", "-30-", "About Acme", "Media contact:", "EMBARGOED UNTIL 09:00 ET, 5 March 2026",
+    "TORONTO, March 3, 2026 /PRNewswire/ -- Text.", '"Quote here is long enough," said Jane Doe.',
+    "« Une citation assez longue ici », a déclaré Marie Roy.", "jane [at] example [dot] com", "+1 555 010 0199",
+    "---", "title: x", "# Heading", "", "   ",
+])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(_WIRE_LINES, st.text(max_size=120)), max_size=40),
+       suffix=st.sampled_from([".txt", ".md"]))
+def test_release_shaped_text_never_crashes(tmp_path: Path, lines: list[str], suffix: str) -> None:
+    path = tmp_path / f"shaped{suffix}"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    try:
+        release = parse_release(path)
+    except ReleaseParseError:
+        return
+    assert all(isinstance(p, str) and p for p in release.body)
+    assert release.to_json().keys() >= {"headline", "body", "quotes", "about", "contacts", "end_marker"}
