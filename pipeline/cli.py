@@ -33,7 +33,7 @@ from pipeline.runtime import Runtime
 from pipeline.schedule import SweepReport, Worker
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 STATUS_STYLE = {
     "scheduled": "cyan",

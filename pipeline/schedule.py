@@ -99,7 +99,10 @@ class Worker:
 
     def _arm_timers(self) -> None:
         assert self._scheduler is not None
+        now = self.rt.clock()
         for dist in self.rt.store.distributions([DistributionStatus.SCHEDULED]):
+            if dist.due_at <= now:
+                continue  # due ones were just dispatched by the sweep; a timer would only race it
             job_id = f"distribution-{dist.id}"
             if self._scheduler.get_job(job_id) is None:
                 self._scheduler.add_job(
@@ -117,6 +120,11 @@ class Worker:
         if self._scheduler is not None:
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(f"distribution-{distribution_id}")
+
+    def wakeup(self) -> None:
+        """Make the scheduler re-check its timers now (after the clock moved, or a job was added elsewhere)."""
+        if self._scheduler is not None:
+            self._scheduler.wakeup()
 
     def stop(self) -> None:
         """Ask run_forever to return (from a signal handler or another thread)."""
@@ -147,4 +155,4 @@ class Worker:
             _active = None
             self._scheduler = None
             if scheduler.running:
-                scheduler.shutdown(wait=False)
+                scheduler.shutdown(wait=True)

@@ -113,7 +113,9 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 def run_cli(config: Path, *args: str, input: str | None = None) -> Result:
     """Run a command in-process, as `pipeline --config CONFIG ARGS`."""
-    return CliRunner().invoke(cli, ["--config", str(config), *args], input=input, catch_exceptions=False)
+    return CliRunner(env={"COLUMNS": "200"}).invoke(
+        cli, ["--config", str(config), *args], input=input, catch_exceptions=False
+    )
 
 
 needs_corpus = pytest.mark.skipif(not SEED.exists(), reason="../shared/corpus is not beside the project")

@@ -30,7 +30,11 @@ def test_good_rows_kept_bad_rows_reported(tmp_path: Path) -> None:
     assert [c.email for c in found.contacts] == ["ok@example.com"]
     assert found.contacts[0].outlet == "Weekly"  # the duplicate row merged, last wins
     assert found.merged == 1
-    assert [(r.line, r.reason.split(" ")[0]) for r in found.rejected] == [(3, "An"), (4, "language"), (5, "consent_basis")]
+    assert [(r.line, r.reason.split(" ")[0]) for r in found.rejected] == [
+        (3, "An"),
+        (4, "language"),
+        (5, "consent_basis"),
+    ]
 
 
 def test_file_without_email_column_is_an_error(tmp_path: Path) -> None:
@@ -53,7 +57,16 @@ def test_audiences_filter_and_store_round_trip(runtime: Runtime, settings: Setti
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.lists(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=30), min_size=1, max_size=6), max_size=20))
+@given(
+    rows=st.lists(
+        st.lists(
+            st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=30),
+            min_size=1,
+            max_size=6,
+        ),
+        max_size=20,
+    )
+)
 def test_any_csv_rows_are_imported_or_reported(tmp_path: Path, rows: list[list[str]]) -> None:
     import csv
     import io
@@ -67,4 +80,5 @@ def test_any_csv_rows_are_imported_or_reported(tmp_path: Path, rows: list[list[s
     found = read_contacts(path)
     non_blank = [r for r in rows if any(v.strip() for v in r)]
     assert len(found.contacts) + found.merged + len(found.rejected) >= len(non_blank) - sum(
-        1 for r in non_blank if "\n" in "".join(r) or "\r" in "".join(r))
+        1 for r in non_blank if "\n" in "".join(r) or "\r" in "".join(r)
+    )

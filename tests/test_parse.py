@@ -108,7 +108,7 @@ def test_bad_documents_name_file_and_line(tmp_path: Path, name: str, content: st
 
 
 def test_missing_and_binary_files(tmp_path: Path) -> None:
-    with pytest.raises(ReleaseParseError, match="missing.txt: file not found"):
+    with pytest.raises(ReleaseParseError, match=r"missing\.txt: file not found"):
         parse_release(tmp_path / "missing.txt")
     binary = tmp_path / "image.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
@@ -137,17 +137,32 @@ def test_any_bytes_give_a_release_or_our_error(tmp_path: Path, data: bytes, suff
         assert isinstance(release.body, tuple)
 
 
-_WIRE_LINES = st.sampled_from([
-    "FOR IMMEDIATE RELEASE", "###", "-30-", "About Acme", "Media contact:", "EMBARGOED UNTIL 09:00 ET, 5 March 2026",
-    "TORONTO, March 3, 2026 /PRNewswire/ -- Text.", '"Quote here is long enough," said Jane Doe.',
-    "« Une citation assez longue ici », a déclaré Marie Roy.", "jane [at] example [dot] com", "+1 555 010 0199",
-    "---", "title: x", "# Heading", "", "   ",
-])
+_WIRE_LINES = st.sampled_from(
+    [
+        "FOR IMMEDIATE RELEASE",
+        "###",
+        "-30-",
+        "About Acme",
+        "Media contact:",
+        "EMBARGOED UNTIL 09:00 ET, 5 March 2026",
+        "TORONTO, March 3, 2026 /PRNewswire/ -- Text.",
+        '"Quote here is long enough," said Jane Doe.',
+        "« Une citation assez longue ici », a déclaré Marie Roy.",
+        "jane [at] example [dot] com",
+        "+1 555 010 0199",
+        "---",
+        "title: x",
+        "# Heading",
+        "",
+        "   ",
+    ]
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.one_of(_WIRE_LINES, st.text(max_size=120)), max_size=40),
-       suffix=st.sampled_from([".txt", ".md"]))
+@given(
+    lines=st.lists(st.one_of(_WIRE_LINES, st.text(max_size=120)), max_size=40), suffix=st.sampled_from([".txt", ".md"])
+)
 def test_release_shaped_text_never_crashes(tmp_path: Path, lines: list[str], suffix: str) -> None:
     path = tmp_path / f"shaped{suffix}"
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
