@@ -12,8 +12,10 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -334,8 +336,6 @@ def distributions_cmd(state: State, statuses: tuple[str, ...]) -> None:
         title=f"{len(rows)} distributions",
         title_justify="left",
     )
-    from zoneinfo import ZoneInfo
-
     for d in rows:
         pending = sum(d.counts.get(s, 0) for s in ("pending", "claimed", "submitting"))
         table.add_row(
@@ -487,7 +487,7 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
     waiting = rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.HELD, DistributionStatus.PAUSED])
     table.add_row(
         "waiting",
-        ", ".join(f"#{d.id} {d.status.value} until {d.due_at:%Y-%m-%d %H:%M} UTC" for d in waiting[:5])
+        ", ".join(f"#{d.id} {d.status.value} for {_local(d.due_at, d.timezone)}" for d in waiting[:5])
         + (" …" if len(waiting) > 5 else "")
         or "none",
     )
@@ -501,6 +501,10 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
     console.print(table)
     if intake and not intake.queued and not sent and not intake.rescheduled:
         console.print("Nothing new: no release queued and nothing sent.")
+
+
+def _local(when: datetime, zone: str) -> str:
+    return f"{when.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
 
 
 def main() -> None:

@@ -233,7 +233,7 @@ def quoted_paragraphs(release: Release) -> set[int]:
 def summary(release: Release, limit: int = 300) -> str:
     if release.subheadline:
         return release.subheadline
-    first = release.body[0] if release.body else ""
+    first = release.body[0] if release.body else release.title
     return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 

@@ -92,7 +92,7 @@ class Dispatcher:
             report.waiting = f"due at {dist.due_at.isoformat()}"
             return report
         if dist.status is DistributionStatus.SCHEDULED:
-            lateness = now - dist.due_at
+            lateness = now - max(dist.due_at, embargo or dist.due_at)  # late relative to when it could first go
             if lateness > self.settings.schedule.max_lateness:
                 note = (
                     f"held: found {_human(lateness)} after its due time, more than schedule.max_lateness "

@@ -1,0 +1,84 @@
+"""The store on a temp SQLite file: migrations, the once-only ledger, atomic claims."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline.errors import StoreError
+from pipeline.models import Release
+from pipeline.store import Store
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _store(tmp_path: Path) -> Store:
+    return Store.open(f"sqlite:///{tmp_path}/db.sqlite")
+
+
+def test_migrations_are_idempotent_and_newer_databases_refused(tmp_path: Path) -> None:
+    _store(tmp_path).close()
+    store = _store(tmp_path)  # second open: nothing to do
+    with store.engine.begin() as db:
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        db.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
+    store.close()
+    with pytest.raises(StoreError, match="newer than this version"):
+        _store(tmp_path)
+
+
+def test_release_versions(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    release = Release(headline="Acme Opens a Lab", body=("Text.",))
+    first_id, state = store.save_release(release, NOW)
+    assert state == "new"
+    assert store.save_release(release, NOW) == (first_id, "unchanged")
+    assert store.save_release(Release(headline="Acme Opens a Lab", body=("Edited.",)), NOW) == (first_id, "updated")
+    assert store.release(first_id).version == 2
+
+
+def test_ledger_never_holds_an_address_twice_for_a_release(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    release_id, _ = store.save_release(Release(headline="One", body=("x",)), NOW)
+    first = store.create_distribution(release_id, ["a"], NOW, "UTC")
+    second = store.create_distribution(release_id, ["b"], NOW, "UTC")
+    assert first is not None and second is not None
+    people = [("a@example.com", "A"), ("b@example.com", "B"), ("a@example.com", "A again")]
+    assert store.snapshot(first, release_id, "email", people) == 2
+    assert store.snapshot(first, release_id, "email", people) == 0  # a snapshot is taken once
+    assert store.snapshot(second, release_id, "email", [*people, ("c@example.com", None)]) == 1
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO deliveries (distribution_id, release_id, channel, address, status, updated_at) "
+                "VALUES (:d, :r, 'email', 'a@example.com', 'pending', '2026-01-01')"
+            ),
+            {"d": second, "r": release_id},
+        )
+
+
+def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    release_id, _ = store.save_release(Release(headline="Many", body=("x",)), NOW)
+    dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
+    assert dist is not None
+    store.snapshot(dist, release_id, "email", ((f"p{i}@example.com", None) for i in range(2000)))
+    claimed: list[list[int]] = [[] for _ in range(4)]
+
+    def worker(slot: int) -> None:
+        other = _store(tmp_path)
+        while batch := other.claim(dist, f"w{slot}", 50, datetime.now(UTC) + timedelta(minutes=5)):
+            claimed[slot].extend(d.id for d in batch)
+        other.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [i for slot in claimed for i in slot]
+    assert len(every) == 2000 and len(set(every)) == 2000
