@@ -11,7 +11,7 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -287,8 +287,3 @@ def _line_of(node: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
         else:
             break
     return line
-
-
-def dump_defaults() -> dict[str, Any]:
-    """Every key with its default, for documentation and `pipeline config`."""
-    return Settings.model_json_schema()

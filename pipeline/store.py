@@ -9,10 +9,9 @@ hold across overlapping audiences, repeated distributions, crashes and restarts.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -522,14 +521,17 @@ class Store:
         claimed = [ClaimedDelivery(r.id, r.address, r.name) for r in rows if r.id not in blocked_ids]
         return sorted(claimed, key=lambda c: c.id)
 
-    def mark_submitting(self, ids: Sequence[int]) -> None:
-        """Record that these deliveries are being handed to the transport; a crash now means "in doubt"."""
+    def mark_submitting(self, ids: Sequence[int]) -> list[int]:
+        """Record that these deliveries are being handed to the transport (a crash now means "in doubt").
+        Returns the ids still claimed: one cancelled in the meantime must not be sent."""
         with self.engine.begin() as db:
-            db.execute(
+            moved = db.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.CLAIMED.value)
                 .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow())
-            )
+                .returning(deliveries.c.id)
+            ).scalars()
+            return sorted(int(i) for i in moved)
 
     def release_claims(self, ids: Sequence[int]) -> None:
         """Give claimed deliveries back (the batch was not sent, e.g. rate limited)."""
@@ -739,11 +741,6 @@ def _contact_values(contact: Contact) -> dict[str, Any]:
     }
 
 
-def dumps(value: Any) -> str:
-    """JSON for values that include dates."""
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, date | datetime) else str(v))
-
-
 def reschedule(store: Store, distribution_id: int, due_at: datetime, timezone: str) -> bool:
     """Move a distribution that has not started to a new time. True if it moved."""
     with store.engine.begin() as db:
@@ -755,16 +752,14 @@ def reschedule(store: Store, distribution_id: int, due_at: datetime, timezone: s
                     distributions.c.status.in_([DistributionStatus.SCHEDULED.value, DistributionStatus.HELD.value]),
                 )
                 .values(
-                    due_at=due_at,
-                    timezone=timezone,
-                    status=DistributionStatus.SCHEDULED.value,
-                    updated_at=utcnow(),
+                    due_at=due_at, timezone=timezone, status=DistributionStatus.SCHEDULED.value, updated_at=utcnow()
                 )
             ).rowcount
         )
 
 
 def auto_distribution(store: Store, origin: str) -> Distribution | None:
+    """The distribution queued automatically under `origin`, if any."""
     with store.engine.begin() as db:
         row = db.execute(sa.select(distributions.c.id).where(distributions.c.origin == origin)).first()
     return store.distribution(row.id) if row else None

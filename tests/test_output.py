@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import feedparser
+import pytest
 
 from pipeline.feed import FeedEntry, render_feed
 from pipeline.message import build_message
@@ -95,3 +96,22 @@ def test_site_shows_only_published_releases(runtime: Runtime, project: Path) -> 
     assert release.headline and release.headline in page.read_text()
     assert f'href="https://news.acme.example.com/releases/{release.slug}/"' in report.index.read_text()
     assert len(feedparser.parse(report.feed.read_bytes()).entries) == 1
+
+
+def test_project_template_overrides_and_a_broken_feed_is_never_written(runtime: Runtime, project: Path) -> None:
+    from pipeline.errors import FeedError
+    from pipeline.render import Renderer
+
+    release = _release(project)
+    release_id, _ = runtime.store.save_release(release)
+    runtime.store.mark_published(release_id, NOW)
+    good = build_site(runtime.store, runtime.renderer, NOW).feed.read_bytes()
+    templates = project.parent / "templates"
+    templates.mkdir()
+    (templates / "feed_item.xml").write_text("<item><title>{{ release.title }}</title>", encoding="utf-8")
+    (templates / "_theme.css").write_text("h1 { color: #ff0000; }", encoding="utf-8")
+    overridden = Renderer(runtime.settings)
+    assert 'style="color: #ff0000' in overridden.email(release, release.slug).html
+    with pytest.raises(FeedError, match="does not parse cleanly"):
+        build_site(runtime.store, overridden, NOW)
+    assert (runtime.settings.output_dir / "feed.xml").read_bytes() == good

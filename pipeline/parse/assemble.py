@@ -190,8 +190,8 @@ def _is_date_only(text: str) -> bool:
 
 
 def _has_contact_info(text: str) -> bool:
-    return bool(fields._EMAIL.search(fields.deobfuscate(text))) or (
-        bool(fields._PHONE.search(text)) and len(text) < 200 and fields.is_contacts_heading(text.split("\n")[0])
+    return bool(fields.EMAIL.search(fields.deobfuscate(text))) or (
+        bool(fields.PHONE.search(text)) and len(text) < 200 and fields.is_contacts_heading(text.split("\n")[0])
     )
 
 

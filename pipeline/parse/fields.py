@@ -334,13 +334,13 @@ def _name_from_right(tokens: Sequence[str]) -> str | None:
 
 # --- contacts ----------------------------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _OBFUSCATED = re.compile(
     r"(?P<user>[A-Za-z0-9._%+-]+)\s*[\[(<{]\s*(?:at|@)\s*[\])>}]\s*(?P<domain>[A-Za-z0-9-]+"
     r"(?:\s*(?:[\[(<{]\s*(?:dot|\.)\s*[\])>}]|\.)\s*[A-Za-z0-9-]+)+)",
     re.IGNORECASE,
 )
-_PHONE = re.compile(r"(?<![\w.])(?:\+|00)?\(?\d[\d\s().\-‑–/]{6,}\d(?:\s*(?:x|ext\.?|poste)\s*\d{1,5})?(?![\w])")
+PHONE = re.compile(r"(?<![\w.])(?:\+|00)?\(?\d[\d\s().\-‑–/]{6,}\d(?:\s*(?:x|ext\.?|poste)\s*\d{1,5})?(?![\w])")
 _NOT_NAME = re.compile(
     r"\b(?:inc|ltd|llc|corp|corporation|company|gmbh|ag|sa|plc|group|communications|agency|media|relations|"
     r"contact|contacts|phone|tel|telephone|email|e-mail|mobile|cell|fax|office|website|web|www|http|press|"
@@ -394,8 +394,8 @@ def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
                 segment,
                 flags=re.IGNORECASE,
             )
-            found_email = _EMAIL.search(segment)
-            found_phone = None if found_email else _PHONE.search(segment)
+            found_email = EMAIL.search(segment)
+            found_phone = None if found_email else PHONE.search(segment)
             if found_email:
                 if email:
                     flush()

@@ -119,9 +119,15 @@ class Dispatcher:
                 batch = self.store.claim(dist.id, self.worker, self.settings.send.batch_size, lease_until)
                 if not batch:
                     break
-                recipients = [Recipient(c.id, c.address, c.name, self.links.url(c.address)) for c in batch]
-                ids = [c.id for c in batch]
-                self.store.mark_submitting(ids)
+                ids = self.store.mark_submitting([c.id for c in batch])
+                still_claimed = set(ids)
+                recipients = [
+                    Recipient(c.id, c.address, c.name, self.links.url(c.address))
+                    for c in batch
+                    if c.id in still_claimed
+                ]
+                if not recipients:
+                    continue
                 try:
                     results = self.transport.send(rendition, recipients)
                 except TransientSendError as exc:
