@@ -208,6 +208,7 @@ def _starts_section(block: Block) -> bool:
     )
 
 
+_ABOUT_COLON = re.compile(r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", re.IGNORECASE)
 _FLS_PARAGRAPH = re.compile(
     r"forward[-\s]looking\s+(?:statements|information).{0,200}(?:within\s+the\s+meaning|safe\s+harbou?r|"
     r"private\s+securities\s+litigation|involve\s+(?:known\s+and\s+unknown\s+)?risks)",
@@ -248,12 +249,9 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
                 out["about"][-1][1].append(rest)
             continue
         inline = fields.about_inline(flat) if not block.is_heading else None
-        if (inline and section != "body") or (
-            inline
-            and len(inline[0].split()) <= 6
-            and re.match(r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", flat, re.IGNORECASE)
-        ):
-            assert inline is not None
+        # "About X: text" starts a section after the body; inside the body only with a colon and a short name,
+        # so a sentence such as "About 40 people attended – …" stays in the body.
+        if inline is not None and (section != "body" or (len(inline[0].split()) <= 6 and _ABOUT_COLON.match(flat))):
             out["about"].append((inline[0], [inline[1]]))
             section = "about"
             continue
