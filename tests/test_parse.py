@@ -172,3 +172,51 @@ def test_release_shaped_text_never_crashes(tmp_path: Path, lines: list[str], suf
         return
     assert all(isinstance(p, str) and p for p in release.body)
     assert release.to_json().keys() >= {"headline", "body", "quotes", "about", "contacts", "end_marker"}
+
+
+@pytest.mark.parametrize(
+    ("text", "when"),
+    [
+        ("SAN FRANCISCO, April, 12, 2016", date(2016, 4, 12)),
+        ("Tuesday, March 3, 2026", date(2026, 3, 3)),
+        ("le 4 oct. 2026", date(2026, 10, 4)),
+        ("4. Oktober 2026", date(2026, 10, 4)),
+        ("5 de marzo de 2026", date(2026, 3, 5)),
+        ("den 4 oktober 2026", date(2026, 10, 4)),
+        ("2026-03-05", date(2026, 3, 5)),
+    ],
+)
+def test_dates_in_several_languages(text: str, when: date) -> None:
+    from pipeline.parse.dates import find_date
+
+    found = find_date(text)
+    assert found is not None and found[0] == when
+
+
+@pytest.mark.parametrize(
+    ("first_paragraph", "place", "wire", "when"),
+    [
+        ("BROMONT, Québec--(BUSINESS WIRE)--Text follows.", "BROMONT, Québec", "BUSINESS WIRE", None),
+        ("NEW YORK & LONDON--(BUSINESS WIRE)--Text follows.", "NEW YORK & LONDON", "BUSINESS WIRE", None),
+        ("TORONTO, March 3, 2026 /PRNewswire/ -- Text follows.", "TORONTO", "PRNewswire", date(2026, 3, 3)),
+        ("MONTRÉAL, le 4 oct. 2026 /CNW Telbec/ - Le texte suit.", "MONTRÉAL", "CNW Telbec", date(2026, 10, 4)),
+        (
+            "OSLO, Norway, March 3, 2026 (GLOBE NEWSWIRE) -- Text follows.",
+            "OSLO, Norway",
+            "GLOBE NEWSWIRE",
+            date(2026, 3, 3),
+        ),
+        ("Boston, MA – March 3, 2026 – Text follows.", "Boston, MA", None, date(2026, 3, 3)),
+        ("The company said – in a statement – that it grew.", None, None, None),
+    ],
+)
+def test_dateline_shapes(first_paragraph: str, place: str | None, wire: str | None, when: date | None) -> None:
+    from pipeline.parse.fields import find_dateline
+
+    found = find_dateline(first_paragraph, 2026)
+    if place is None:
+        assert found is None
+        return
+    assert found is not None
+    assert (found.place, found.wire, found.date) == (place, wire, when)
+    assert found.rest.startswith(("Text follows.", "Le texte suit."))

@@ -38,7 +38,7 @@ _WEEKDAYS = (
 
 # Month-first (English): "March 23, 2021", "Mar. 23 2021", "Tuesday, March 23, 2021", "March 23".
 _MDY = re.compile(
-    rf"(?:(?:{_WEEKDAYS})\.?,?\s+)?(?P<month>{_MONTH_RE})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?"
+    rf"(?:(?:{_WEEKDAYS})\.?,?\s+)?(?P<month>{_MONTH_RE})\.?,?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?"
     rf"(?:,?\s+(?P<year>(?:19|20)\d\d))?\b",
     re.IGNORECASE,
 )

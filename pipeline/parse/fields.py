@@ -110,8 +110,9 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
         tail = prefix[date_match.end() :].strip(" ,")
         if tail and not re.fullmatch(r"(?:at\s+)?[\d:.]+\s*(?:[ap]\.?m\.?)?\s*\w{0,4}", tail, re.IGNORECASE):
             return None
-    elif wire:
-        # "CITY, ST / ACCESSWIRE / March 23, 2021 / Text": the date follows the wire.
+    else:
+        # The date may follow the first separator: "CITY, ST / ACCESSWIRE / March 23, 2021 / Text",
+        # "Boston, MA – March 3, 2026 – Text".
         after = _LEADING_DATE_THEN_DASH.match(rest)
         if after:
             late = find_date(after.group("date"), default_year)
