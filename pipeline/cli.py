@@ -137,7 +137,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for one file, a list for several).")
 @pass_state
 def parse_cmd(state: State, files: tuple[Path, ...], as_json: bool) -> None:
-    """Parse release documents (.txt wire copy, .md) and show their fields."""
+    """Parse release documents (.txt wire copy, .md, .html) and show their fields."""
     settings = state.optional_settings()
     zone = settings.zone if settings else None
     parsed: list[dict[str, Any]] = []

@@ -125,7 +125,7 @@ def test_latin1_file_is_decoded(tmp_path: Path) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=3000), suffix=st.sampled_from([".txt", ".md"]))
+@given(data=st.binary(max_size=3000), suffix=st.sampled_from([".txt", ".md", ".html"]))
 def test_any_bytes_give_a_release_or_our_error(tmp_path: Path, data: bytes, suffix: str) -> None:
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
@@ -161,7 +161,8 @@ _WIRE_LINES = st.sampled_from(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    lines=st.lists(st.one_of(_WIRE_LINES, st.text(max_size=120)), max_size=40), suffix=st.sampled_from([".txt", ".md"])
+    lines=st.lists(st.one_of(_WIRE_LINES, st.text(max_size=120)), max_size=40),
+    suffix=st.sampled_from([".txt", ".md", ".html"]),
 )
 def test_release_shaped_text_never_crashes(tmp_path: Path, lines: list[str], suffix: str) -> None:
     path = tmp_path / f"shaped{suffix}"
@@ -220,3 +221,31 @@ def test_dateline_shapes(first_paragraph: str, place: str | None, wire: str | No
     assert found is not None
     assert (found.place, found.wire, found.date) == (place, wire, when)
     assert found.rest.startswith(("Text follows.", "Le texte suit."))
+
+
+def test_html_page_article_without_chrome_or_scripts(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<!doctype html><html lang=en><head><title>Acme Opens a Lab | Acme</title>"
+        "<meta property='article:published_time' content='2026-04-02T10:00:00Z'>"
+        "<style>p { color: red }</style><script>var leaked = 'SCRIPT';</script></head><body>"
+        "<nav><a href='/'>Home</a> <a href='/news'>News</a></nav>"
+        "<article><h1>Acme Opens a Lab</h1>"
+        "<p>SPRINGFIELD, Ontario – April 2, 2026 – Acme opened a laboratory for quantum sensors today, "
+        "its largest investment in research so far.</p>"
+        "<p>&ldquo;This lab brings our researchers and customers under one roof,&rdquo; said Dana Whitfield, "
+        "chief executive officer.</p><h2>About Acme</h2><p>Acme builds measuring tools.</p>"
+        "<p><strong>Media contact:</strong><br>Riley Stone<br>riley@acme.example.com</p></article>"
+        "<footer>Copyright Acme</footer><script>document.write('SCRIPT2')</script></body></html>",
+        encoding="utf-8",
+    )
+    release = parse_release(path)
+    text = " ".join([*release.body, *(a.text for a in release.about)])
+    assert "SCRIPT" not in text and "color: red" not in text and "Copyright" not in text and "Home" not in text
+    assert release.headline == "Acme Opens a Lab"
+    assert release.date == date(2026, 4, 2)
+    assert release.dateline == "SPRINGFIELD, Ontario"
+    assert release.body[0].startswith("Acme opened a laboratory")
+    assert release.quotes[0].speaker == "Dana Whitfield"
+    assert release.about[0].name == "Acme"
+    assert release.contacts[0].email == "riley@acme.example.com"

@@ -80,7 +80,9 @@ _DATELINE = re.compile(
     rf")(?P<rest>\S.*)$",
     re.DOTALL,
 )
-_LEADING_DATE_THEN_DASH = re.compile(rf"^\s*(?P<date>[^/\n]{{4,40}}?)\s*(?:/|{_DASH}|-)\s*(?P<rest>\S.*)$", re.DOTALL)
+_LEADING_DATE_THEN_DASH = re.compile(
+    rf"^\s*(?P<date>[^/\n]{{4,40}}?)\s*(?:/|{_DASH}|-|\.\s|:\s)\s*(?P<rest>\S.*)$", re.DOTALL
+)
 
 
 @dataclass(frozen=True, slots=True)

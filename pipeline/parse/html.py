@@ -1,0 +1,129 @@
+"""HTML pages (.html): the article found with readability, page chrome, scripts and styles dropped.
+
+The headline comes from the page's <h1> or its Open Graph title, the date from article metadata or a <time>
+element; the article's block elements (headings, paragraphs, list items, quotes) become blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+
+import lxml.etree
+import lxml.html
+from readability import Document as Readability
+
+from pipeline.errors import ReleaseParseError
+from pipeline.models import Release
+from pipeline.parse.assemble import assemble
+from pipeline.parse.dates import parse_date
+from pipeline.parse.document import Block, Document
+from pipeline.parse.text import read_text
+
+SUFFIXES = (".html", ".htm", ".xhtml")
+_BR = "\ue000"  # a private-use character standing for <br> while whitespace is collapsed
+_PARSER = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True)
+
+_BLOCK_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "blockquote", "pre", "dt", "dd", "td", "div")
+_DROP = ("script", "style", "noscript", "template", "svg", "iframe", "form", "button", "nav", "footer", "aside")
+_DATE_META = (
+    "article:published_time",
+    "og:published_time",
+    "datePublished",
+    "date",
+    "dc.date",
+    "DC.date.issued",
+    "pubdate",
+    "publish_date",
+)
+
+
+def _text(element: Any) -> str:
+    return re.sub(r"\s+", " ", element.text_content()).strip()
+
+
+def _clean(root: Any) -> None:
+    for bad in root.xpath("|".join(f"//{tag}" for tag in _DROP)):
+        bad.drop_tree()
+
+
+def _headline(root: Any) -> str | None:
+    for h1 in root.iter("h1"):
+        text = _text(h1)
+        if text:
+            return text
+    for prop in ("og:title", "twitter:title"):
+        found = root.xpath(f'//meta[@property="{prop}" or @name="{prop}"]/@content')
+        if found and found[0].strip():
+            return str(found[0]).strip()
+    title = root.findtext(".//title")
+    if title and title.strip():
+        return re.split(r"\s+[|–—-]\s+[^|–—-]+$", title.strip())[0]
+    return None
+
+
+def _published(root: Any) -> str | None:
+    for name in _DATE_META:
+        found = root.xpath(f'//meta[@property="{name}" or @name="{name}" or @itemprop="{name}"]/@content')
+        if found and parse_date(str(found[0])):
+            return str(found[0])[:10] if re.match(r"\d{4}-\d\d-\d\d", str(found[0])) else str(found[0])
+    for value in root.xpath("//time/@datetime"):
+        if parse_date(str(value)):
+            return str(value)[:10]
+    return None
+
+
+def _blocks(content: Any) -> list[Block]:
+    blocks: list[Block] = []
+    for element in content.iter(*_BLOCK_TAGS):
+        # A container of other blocks is read through its children; a <div> holding its own text is a block.
+        has_blocks = any(child.tag in _BLOCK_TAGS for child in element.iterdescendants())
+        if has_blocks and (element.tag != "div" or not (element.text or "").strip()):
+            continue
+        text = _text(element)
+        if not text:
+            continue
+        tag = element.tag
+        bold = all(_text(b) for b in element.iter("strong", "b")) and sum(
+            len(_text(b)) for b in element.iter("strong", "b")
+        ) >= 0.9 * len(text)
+        if tag[0] == "h" and tag[1:].isdigit():
+            blocks.append(Block(text, element.sourceline, int(tag[1]), "h"))
+        else:
+            blocks.append(Block(_with_breaks(element), element.sourceline, 0, "li" if tag == "li" else "p", bold))
+    return blocks
+
+
+def _with_breaks(element: Any) -> str:
+    """Text with <br> kept as line breaks (contact blocks rely on them) and source line wrapping undone."""
+    for br in element.iter("br"):
+        br.tail = _BR + (br.tail or "")
+    lines = re.sub(r"\s+", " ", element.text_content()).split(_BR)
+    return "\n".join(line.strip() for line in lines if line.strip())
+
+
+def read(path: Path, zone: tzinfo) -> Release:
+    text = read_text(path)
+    if not text.strip():
+        raise ReleaseParseError(path, "the page is empty")
+    try:
+        root = lxml.html.document_fromstring(text.encode("utf-8"), parser=_PARSER)
+    except (lxml.etree.ParserError, ValueError) as exc:
+        raise ReleaseParseError(path, f"not readable as HTML: {exc}") from None
+    _clean(root)
+    meta: dict[str, Any] = {}
+    headline = _headline(root)
+    if headline:
+        meta["headline"] = headline
+    published = _published(root)
+    if published:
+        meta["date"] = published
+    try:
+        article = Readability(lxml.html.tostring(root, encoding="unicode")).summary(html_partial=True)
+        content = lxml.html.fragment_fromstring(article, create_parent="div")
+    except Exception:  # readability gives up on pages without an article: fall back to the whole body
+        content = root.find("body") if root.find("body") is not None else root
+    _clean(content)
+    return assemble(Document(path=path, blocks=_blocks(content), meta=meta), zone)
