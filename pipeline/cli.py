@@ -24,7 +24,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, config_path, load_settings
 from pipeline.contacts import read_contacts, select
-from pipeline.errors import ConfigError, NotFoundError, PipelineError, ScheduleError
+from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
 from pipeline.message import build_message
@@ -33,6 +33,7 @@ from pipeline.parse import parse_release
 from pipeline.render import write_preview
 from pipeline.runtime import Runtime
 from pipeline.schedule import SweepReport, Worker
+from pipeline.store import address_hash
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -243,8 +244,6 @@ def contacts_list(state: State, audience_name: str | None) -> None:
     if audience_name:
         people = select(people, rt.settings, [audience_name])
     suppressed = rt.store.suppressed_hashes()
-    from pipeline.store import address_hash
-
     table = Table(
         "email",
         "name",
@@ -511,4 +510,4 @@ def main() -> None:
     cli(prog_name="pipeline")
 
 
-__all__ = ["ConfigError", "NotFoundError", "cli", "main"]
+__all__ = ["cli", "main"]
