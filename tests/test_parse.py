@@ -249,3 +249,23 @@ def test_html_page_article_without_chrome_or_scripts(tmp_path: Path) -> None:
     assert release.quotes[0].speaker == "Dana Whitfield"
     assert release.about[0].name == "Acme"
     assert release.contacts[0].email == "riley@acme.example.com"
+
+
+def test_contacts_with_obfuscated_addresses_and_no_dates_as_phones() -> None:
+    from pipeline.parse.fields import find_contacts
+
+    found = find_contacts(
+        [
+            "Issued 2010-03-25 (1958-2010 archive)",
+            "Jane Roe",
+            "Example Media Relations",
+            "jane.roe [at] example [dot] com",
+            "Tel: (902) 555-0142",
+            "Sam Poe, sam@example.test, +1 555 010 0199",
+        ]
+    )
+    assert [(c.name, c.email, c.phone) for c in found] == [
+        ("Jane Roe", "jane.roe@example.com", "(902) 555-0142"),
+        ("Sam Poe", "sam@example.test", "+1 555 010 0199"),
+    ]
+    assert found[0].organization == "Example Media Relations"

@@ -105,7 +105,11 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
             problems.append(f"quote without a speaker: {quote.text[:60]!r}…")
     contact_lines = [line for b in top_contacts for line in b.text.split("\n")] + sections["contacts"]
     contacts = tuple(_dedupe_contacts(fields.find_contacts(contact_lines)))
-    language = meta.get("language") or fields.detect_language(" ".join([headline or "", *body[:6]]))
+    language = (
+        meta.get("language")
+        or fields.detect_language(" ".join([headline or "", *body[:6]]))
+        or fields.detect_language(" ".join(b.text for b in blocks[:40]))
+    )
     if language is None:
         problems.append("language could not be detected; set `language` in the front matter")
     return Release(

@@ -353,6 +353,14 @@ _NOT_NAME = re.compile(
 )
 
 
+_NOT_PHONE = re.compile(r"^\(?(?:19|20)\d\d(?:[-–/.]\d{1,2}[-–/.]\d{1,2}(?!\d)|\s*[-–]\s*(?:19|20)\d\d(?!\d))")
+
+
+def _is_phone(text: str) -> bool:
+    """Seven or more digits that do not start as a date (2010-03-25) or a span of years (1958-2010)."""
+    return sum(c.isdigit() for c in text) >= 7 and not _NOT_PHONE.match(text.strip())
+
+
 def deobfuscate(text: str) -> str:
     """`jane [at] example [dot] com` → `jane@example.com`."""
 
@@ -406,7 +414,7 @@ def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
                 candidate = segment[: found_email.start()].strip(" ,:-<(")
                 if candidate and _is_person_name(candidate) and name is None:
                     name = candidate
-            elif found_phone and sum(c.isdigit() for c in found_phone.group(0)) >= 7:
+            elif found_phone and _is_phone(found_phone.group(0)):
                 if phone:
                     flush()
                 phone = found_phone.group(0).strip()
