@@ -209,6 +209,12 @@ def test_dates_in_several_languages(text: str, when: date) -> None:
         ),
         ("Boston, MA – March 3, 2026 – Text follows.", "Boston, MA", None, date(2026, 3, 3)),
         ("The company said – in a statement – that it grew.", None, None, None),
+        (
+            "Boerne, TX (Example Wire) Monday Aug 26, 2024 @ 6:00 AM Pacific — Text follows.",
+            "Boerne, TX",
+            "Example Wire",
+            date(2024, 8, 26),
+        ),
     ],
 )
 def test_dateline_shapes(first_paragraph: str, place: str | None, wire: str | None, when: date | None) -> None:
@@ -269,3 +275,21 @@ def test_contacts_with_obfuscated_addresses_and_no_dates_as_phones() -> None:
         ("Sam Poe", "sam@example.test", "+1 555 010 0199"),
     ]
     assert found[0].organization == "Example Media Relations"
+
+
+def test_hard_wrapped_headline_and_paragraph_stay_whole(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped.txt"
+    path.write_text(
+        "Acme Instruments Ships Its First Quantum Thermometer to Three\n"
+        "university laboratories in Ontario\n\n"
+        "Dana Whitfield, formerly head of research at Example Labs and chief\n"
+        "engineer at Example Works, has been appointed chief executive.\n\n"
+        "November 27, 2021\n\nThe rest of the release follows here.\n",
+        encoding="utf-8",
+    )
+    release = parse_release(path)
+    assert (
+        release.headline
+        == "Acme Instruments Ships Its First Quantum Thermometer to Three university laboratories in Ontario"
+    )
+    assert release.body[0].startswith("Dana Whitfield, formerly head of research")

@@ -154,7 +154,7 @@ def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str |
     pieces: list[_Piece] = []
     for origin, block in enumerate(pre):
         lines = block.text.split("\n")
-        if len(lines) > 1 and all(len(line) < 200 for line in lines) and not block.is_heading:
+        if len(lines) > 1 and all(len(line) < 200 for line in lines) and not block.is_heading and not _wrapped(lines):
             pieces += [
                 _Piece(replace(block, text=line.strip()), origin, n) for n, line in enumerate(lines) if line.strip()
             ]
@@ -176,12 +176,21 @@ def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str |
             subheadline is None
             and not rest
             and len(flat) <= 400
-            and (block.is_heading or block.bold or len(flat) <= 300)
+            # A plain paragraph is a subheadline only when short and not a finished sentence.
+            and (block.is_heading or block.bold or (len(flat) <= 300 and not _SENTENCE_END.search(flat)))
         ):
             subheadline = flat
         else:
             rest.append(piece)
     return headline, subheadline, rest
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"”»’')]?$")
+
+
+def _wrapped(lines: list[str]) -> bool:
+    """Whether the lines are one paragraph wrapped at a fixed width: some line goes on in lower case."""
+    return any(nxt[:1].islower() for nxt in lines[1:])
 
 
 def _norm(text: str) -> str:
@@ -235,7 +244,7 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             out["end_marker"].append(marker)
             section = "trailer"
             continue
-        if fields.is_banner(flat) and section == "body" and not out["body"]:
+        if section == "body" and not out["body"] and (fields.is_banner(flat) or _is_date_only(flat)):
             continue
         if fields.is_source_line(flat):
             section = "source"

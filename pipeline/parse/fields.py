@@ -85,6 +85,14 @@ _LEADING_DATE_THEN_DASH = re.compile(
 )
 
 
+# What may follow the date inside a dateline: a time and a zone ("@ 6:00 AM Pacific", "at 9 a.m. ET").
+_TIME_TAIL = re.compile(
+    r"(?:@|at|à)?\s*\d{1,2}(?:[:.h]\d\d)?\s*(?:[ap]\.?\s?m\.?)?\s*(?:[A-Za-z]{1,12}(?:\s+time)?)?",
+    re.IGNORECASE,
+)
+_WIRE_AFTER_PLACE = re.compile(r"\s*\(([^()]{2,40})\)$")
+
+
 @dataclass(frozen=True, slots=True)
 class Dateline:
     place: str | None
@@ -110,7 +118,7 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
         when, date_match = found
         place = prefix[: date_match.start()]
         tail = prefix[date_match.end() :].strip(" ,")
-        if tail and not re.fullmatch(r"(?:at\s+)?[\d:.]+\s*(?:[ap]\.?m\.?)?\s*\w{0,4}", tail, re.IGNORECASE):
+        if tail and not _TIME_TAIL.fullmatch(tail):
             return None
     else:
         # The date may follow the first separator: "CITY, ST / ACCESSWIRE / March 23, 2021 / Text",
@@ -121,7 +129,10 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
             if late is not None and late[1].start() < 12:
                 when, rest = late[0], after.group("rest")
     place = re.sub(r"[\s,;(–—-]+$", "", place).strip()
-    place = re.sub(r"^(?:\w+\s+)?(?:\(|\[)?\s*", lambda m: m.group(0) if m.group(0).strip("([ ") else "", place)
+    place = place.lstrip("([ ")
+    in_parentheses = _WIRE_AFTER_PLACE.search(place)
+    if in_parentheses and wire is None:  # "Boerne, TX (Newsworthy.ai) Monday Aug 26, 2024 — …"
+        wire, place = in_parentheses.group(1).strip(), place[: in_parentheses.start()].strip(" ,")
     if place and not _looks_like_place(place):
         return None
     if not place and when is None and wire is None:
