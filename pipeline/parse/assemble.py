@@ -198,6 +198,8 @@ def _norm(text: str) -> str:
 
 
 def _is_date_only(text: str) -> bool:
+    if len(text) > 80:  # a date line is short; skip the date search on paragraphs
+        return False
     found = find_date(text)
     return found is not None and len(text) - len(found[1].group(0)) < 25
 

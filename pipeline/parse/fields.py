@@ -516,7 +516,7 @@ py3langid.set_languages(_LANGUAGES)
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text's language, or None for too little text."""
-    sample = text[:4000]
+    sample = text[:2000]
     if len(re.findall(r"\w+", sample)) < 3:
         return None
     code, _score = py3langid.classify(sample)
