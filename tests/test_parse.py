@@ -293,3 +293,18 @@ def test_hard_wrapped_headline_and_paragraph_stay_whole(tmp_path: Path) -> None:
         == "Acme Instruments Ships Its First Quantum Thermometer to Three university laboratories in Ontario"
     )
     assert release.body[0].startswith("Dana Whitfield, formerly head of research")
+
+
+def test_banner_then_headline_without_dateline(tmp_path: Path) -> None:
+    path = tmp_path / "plain.txt"
+    path.write_text(
+        "FOR IMMEDIATE RELEASE\n\nAcme Opens a Lab\n\n"
+        "Acme opened a lab in Springfield today, its largest yet.\n\nThe lab employs forty people.\n",
+        encoding="utf-8",
+    )
+    release = parse_release(path)
+    assert release.headline == "Acme Opens a Lab"
+    assert release.body == (
+        "Acme opened a lab in Springfield today, its largest yet.",
+        "The lab employs forty people.",
+    )

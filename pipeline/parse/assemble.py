@@ -50,11 +50,11 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
 
     embargo: datetime | None = meta.get("embargo")
     dateline: fields.Dateline | None = None
-    pre: list[Block] = []
-    body_start = 0
+    pre: list[Block] = []  # blocks before the dateline: banners and embargo lines left out
+    pre_index: list[int] = []  # where each of them stands in `blocks`
+    stop = min(len(blocks), 15)  # where the scan for the dateline ended
     for index, block in enumerate(blocks[:15]):
         flat = _flat(block.text)
-        body_start = index + 1
         if fields.is_banner(flat):
             continue
         when, is_embargo = fields.embargo_of(flat, zone)
@@ -64,28 +64,28 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
             embargo = embargo or when
             continue
         if _starts_section(block) or fields.end_marker_of(flat):
-            body_start = index
+            stop = index
             break
         if not block.is_heading:
             dateline = fields.find_dateline(flat, default_year)
             if dateline is not None:
                 blocks[index] = replace(block, text=dateline.rest)
-                body_start = index
+                stop = index
                 break
         pre.append(block)
-    else:
-        body_start = len(blocks) if dateline else 0
+        pre_index.append(index)
 
     headline, subheadline, pre_rest = _headline(pre, meta)
+    body_start = stop
     if dateline is None:
         # No dateline: the body begins with the first block not used as headline, banner or date.
         first_unused = next((p for p in pre_rest if not _has_contact_info(p.block.text)), None)
         if first_unused is not None:
-            body_start = first_unused.origin
+            body_start = pre_index[first_unused.origin]
             source = blocks[body_start]
             blocks[body_start] = replace(source, text="\n".join(source.text.split("\n")[first_unused.offset :]))
-        else:
-            body_start = len(pre)
+        elif pre:
+            body_start = pre_index[-1] + 1
     top_contacts = [p.block for p in pre_rest if _has_contact_info(p.block.text)]
     sections = _sections(blocks[body_start:], problems)
 
@@ -144,7 +144,7 @@ class _Piece:
     """A line or block before the dateline, remembering where it came from."""
 
     block: Block
-    origin: int  # index of the source block
+    origin: int  # index of the source block in the list given to _headline
     offset: int  # line within the source block (0 when the block was not split)
 
 
