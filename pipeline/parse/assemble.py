@@ -210,17 +210,18 @@ def _has_contact_info(text: str) -> bool:
     )
 
 
+def _about_section_name(block: Block, first: str) -> str | None:
+    """The X of an "About X" heading opening `block` (`first` is its first line): a heading, bold, on a line of
+    its own or short, and not a sentence."""
+    name = fields.about_heading(first)
+    if name and (block.is_heading or block.bold or "\n" in block.text or len(first) < 60):
+        return None if re.search(r"[.!?]\s", first) else name
+    return None
+
+
 def _starts_section(block: Block) -> bool:
     first = _flat(block.text.split("\n")[0])
-    return (
-        bool(
-            fields.about_heading(first)
-            and (block.is_heading or block.bold or "\n" in block.text or len(first) < 60)
-            and not re.search(r"[.!?]\s", first)
-        )
-        or fields.is_contacts_heading(first)
-        or fields.is_fls_heading(first)
-    )
+    return bool(_about_section_name(block, first)) or fields.is_contacts_heading(first) or fields.is_fls_heading(first)
 
 
 _ABOUT_COLON = re.compile(r"^(?:about|à propos|über|acerca|sobre|om)\b[^:\n]{1,90}:", re.IGNORECASE)
@@ -251,12 +252,8 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
         if fields.is_source_line(flat):
             section = "source"
             continue
-        heading_name = fields.about_heading(_strip_marks(first))
-        if (
-            heading_name
-            and (block.is_heading or block.bold or len(lines) > 1 or len(first) < 60)
-            and not re.search(r"[.!?]\s", first)
-        ):
+        heading_name = _about_section_name(block, _strip_marks(first))
+        if heading_name:
             out["about"].append((heading_name, []))
             section = "about"
             rest = _flat("\n".join(lines[1:]))
