@@ -7,7 +7,7 @@ element; the article's block elements (headings, paragraphs, list items, quotes)
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +64,15 @@ def _headline(root: Any) -> str | None:
     return None
 
 
-def _published(root: Any) -> str | None:
+def _published(root: Any) -> date | None:
+    """The publication date from article metadata, else the first <time datetime>."""
     for name in _DATE_META:
-        found = root.xpath(f'//meta[@property="{name}" or @name="{name}" or @itemprop="{name}"]/@content')
-        if found and parse_date(str(found[0])):
-            return str(found[0])[:10] if re.match(r"\d{4}-\d\d-\d\d", str(found[0])) else str(found[0])
+        for value in root.xpath(f'//meta[@property="{name}" or @name="{name}" or @itemprop="{name}"]/@content')[:1]:
+            if found := parse_date(str(value)):
+                return found
     for value in root.xpath("//time/@datetime"):
-        if parse_date(str(value)):
-            return str(value)[:10]
+        if found := parse_date(str(value)):
+            return found
     return None
 
 
@@ -125,5 +126,4 @@ def read(path: Path, zone: tzinfo) -> Release:
         content = lxml.html.fragment_fromstring(article, create_parent="div")
     except Exception:  # readability gives up on pages without an article: fall back to the whole body
         content = root.find("body") if root.find("body") is not None else root
-    _clean(content)
     return assemble(Document(path=path, blocks=_blocks(content), meta=meta), zone)
