@@ -364,6 +364,16 @@ class Store:
             counts = self._counts(db, [distribution_id]).get(distribution_id, {})
         return self._to_distribution(row, counts)
 
+    def status_of(self, distribution_id: int) -> DistributionStatus:
+        """Just the status (cheap enough to check before every batch)."""
+        with self.engine.begin() as db:
+            status = db.execute(
+                sa.select(distributions.c.status).where(distributions.c.id == distribution_id)
+            ).scalar_one_or_none()
+        if status is None:
+            raise NotFoundError(f"no distribution with id {distribution_id}")
+        return DistributionStatus(status)
+
     def distributions(
         self, statuses: Iterable[DistributionStatus] | None = None, due_before: datetime | None = None
     ) -> list[Distribution]:

@@ -42,7 +42,6 @@ class DispatchReport:
     accepted: int = 0
     failed: int = 0
     in_doubt: int = 0
-    suppressed: int = 0
     waiting: str | None = None  # why nothing was sent, when nothing was
     published: bool = False
     errors: list[str] = field(default_factory=list)
@@ -112,7 +111,7 @@ class Dispatcher:
         retries = 0
         try:
             while True:
-                if self.store.distribution(dist.id).status is not DistributionStatus.SENDING:
+                if self.store.status_of(dist.id) is not DistributionStatus.SENDING:
                     report.waiting = "stopped: the distribution was cancelled, held or paused"
                     break
                 lease_until = self.clock() + self.settings.send.lease
