@@ -8,14 +8,12 @@ anything due that has no job. Dispatch is idempotent, so a job and the sweep rac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -87,10 +85,10 @@ class Worker:
                     report.errors.append(str(exc))
         return report
 
-    def sweep(self, intake: bool = True) -> SweepReport:
+    def sweep(self) -> SweepReport:
         """Take in the releases folder, dispatch everything due, publish, and arm timers for the rest."""
         now = self.rt.clock()
-        intake_report = intake_folder(self.rt.store, self.rt.settings, now) if intake else None
+        intake_report = intake_folder(self.rt.store, self.rt.settings, now)
         report = self.dispatch_and_publish(self.due(now))
         report.intake = intake_report
         if self._scheduler is not None:
@@ -115,11 +113,6 @@ class Worker:
                     misfire_grace_time=None,
                     coalesce=True,
                 )
-
-    def cancel_timer(self, distribution_id: int) -> None:
-        if self._scheduler is not None:
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(f"distribution-{distribution_id}")
 
     def wakeup(self) -> None:
         """Make the scheduler re-check its timers now (after the clock moved, or a job was added elsewhere)."""
