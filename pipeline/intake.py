@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
@@ -23,9 +21,8 @@ def parse_when(text: str, zone: tzinfo, now: datetime) -> datetime:
     text = text.strip()
     if text.lower() == "now":
         return now
-    candidate = text.replace(" ", "T", 1) if re.match(r"\d{4}-\d\d-\d\d \d", text) else text
     try:
-        when = datetime.fromisoformat(candidate.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text)  # Python 3.11 reads "2026-03-08 09:00" and a "Z" suffix too
     except ValueError:
         raise ScheduleError(
             f"cannot read time {text!r}: use 'now', '2026-03-08T09:00:00-05:00' or '2026-03-08 09:00' (read in {zone})"
@@ -100,7 +97,7 @@ def intake_folder(
     if not folder.is_dir():
         report.failed.append(f"{folder}: releases folder not found")
         return report
-    zone = ZoneInfo(settings.timezone)
+    zone = settings.zone
     for path in release_files(folder):
         report.files += 1
         try:
@@ -133,7 +130,7 @@ def intake_folder(
 def zone_or_default(name: str | None, settings: Settings) -> tuple[tzinfo, str]:
     """The --tz zone if given (IANA or a wire abbreviation), else the configured one."""
     if not name:
-        return ZoneInfo(settings.timezone), settings.timezone
+        return settings.zone, settings.timezone
     zone = zone_named(name)
     if zone is None:
         raise ScheduleError(f"unknown time zone {name!r} (use an IANA name such as 'America/Toronto')")
