@@ -19,11 +19,12 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import Settings, config_path, load_settings
-from pipeline.contacts import read_contacts, select
+from pipeline.contacts import Rejected, read_contacts, select
 from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
@@ -49,9 +50,19 @@ STATUS_STYLE = {
 }
 
 
+def error(message: str) -> None:
+    """One line on stderr; the message is printed as given, never read as markup."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    error(message)
     sys.exit(code)
+
+
+def report_rejected(source: Path, rejected: list[Rejected]) -> None:
+    for row in rejected:
+        err.print(f"[yellow]{escape(str(source))}:{row.line}:[/] rejected: {escape(row.reason)}", highlight=False)
 
 
 class PipelineGroup(click.Group):
@@ -61,7 +72,7 @@ class PipelineGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PipelineError as exc:
-            fail(_plain(str(exc)))
+            fail(str(exc))
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -70,13 +81,9 @@ class PipelineGroup(click.Group):
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
             fail(
-                f"internal error: {type(exc).__name__}: {_plain(str(exc))} (set PIPELINE_DEBUG=1 for details)",
+                f"internal error: {type(exc).__name__}: {exc} (set PIPELINE_DEBUG=1 for details)",
                 1,
             )
-
-
-def _plain(text: str) -> str:
-    return text.replace("[", r"\[")
 
 
 class State:
@@ -148,7 +155,7 @@ def parse_cmd(state: State, files: tuple[Path, ...], as_json: bool) -> None:
             release = parse_release(path, zone)
         except PipelineError as exc:
             failures += 1
-            err.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
+            error(str(exc))
             continue
         if as_json:
             parsed.append(release.to_json())
@@ -177,7 +184,7 @@ def _print_release(path: Path, release: Release) -> None:
         table.add_row("contact", ", ".join(v for v in (contact.name, contact.email, contact.phone) if v))
     console.print(table)
     for problem in release.problems:
-        console.print(f"[yellow]problem:[/] {_plain(problem)}", highlight=False)
+        console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
 
 
 @cli.command()
@@ -225,8 +232,7 @@ def contacts_import(state: State, csv_file: Path) -> None:
     rt = state.runtime
     found = read_contacts(csv_file)
     imported, updated, suppressed = rt.store.save_contacts(found.contacts)
-    for rejected in found.rejected:
-        err.print(f"[yellow]{csv_file}:{rejected.line}:[/] rejected: {_plain(rejected.reason)}", highlight=False)
+    report_rejected(csv_file, found.rejected)
     console.print(
         f"{imported} imported, {updated} updated, {len(found.rejected)} rejected"
         + (f", {found.merged} duplicate rows merged" if found.merged else "")
@@ -395,7 +401,7 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
     table.add_row("[bold]total[/]", f"[bold]{dist.total}[/]")
     console.print(table)
     if dist.note:
-        console.print(f"note: {_plain(dist.note)}")
+        console.print(f"note: {escape(dist.note)}")
 
 
 # --- run -------------------------------------------------------------------------------------------------
@@ -450,8 +456,7 @@ def _import_configured_contacts(rt: Runtime) -> tuple[int, int]:
     new = updated = 0
     for source in rt.settings.contacts.sources:
         found = read_contacts(rt.settings.resolve(source))
-        for rejected in found.rejected:
-            err.print(f"[yellow]{source}:{rejected.line}:[/] rejected: {_plain(rejected.reason)}", highlight=False)
+        report_rejected(source, found.rejected)
         n, u, _ = rt.store.save_contacts(found.contacts)
         new, updated = new + n, updated + u
     return new, updated
@@ -459,10 +464,8 @@ def _import_configured_contacts(rt: Runtime) -> tuple[int, int]:
 
 def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None:
     intake = sweep.intake
-    for failure in intake.failed if intake else []:
-        err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
-    for failure in sweep.errors:
-        err.print(f"[bold red]error:[/] {_plain(failure)}", highlight=False)
+    for failure in [*(intake.failed if intake else []), *sweep.errors]:
+        error(failure)
     sent = [r for r in sweep.dispatched if r.accepted or r.failed or r.in_doubt]
     accepted = sum(r.accepted for r in sweep.dispatched)
     table = Table("", "", title="pipeline run", title_justify="left", show_header=False)
