@@ -37,7 +37,7 @@ def render_item(renderer: Renderer, entry: FeedEntry) -> str:
         "feed_item.xml",
         **context,
         guid=guid(renderer.settings.site.base_url, entry.slug, _first_day(entry)),
-        content=renderer.content_html(entry.release, entry.slug),
+        content=renderer.render("release_content.html", **context),  # the full release for content:encoded
     )
 
 

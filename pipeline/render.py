@@ -214,10 +214,6 @@ class Renderer:
     def page(self, release: Release, slug: str, published_at: datetime | None) -> str:
         return self.render("page.html", **self.context(release, slug, published_at))
 
-    def content_html(self, release: Release, slug: str) -> str:
-        """The release as an HTML fragment (feeds' content:encoded)."""
-        return self.render("release_content.html", **self.context(release, slug))
-
 
 def subject_line(release: Release) -> str:
     """The headline (or derived title) on one line: no CR/LF can reach a header."""
@@ -238,10 +234,15 @@ def summary(release: Release, limit: int = 300) -> str:
 
 
 def write_preview(
-    renderer: Renderer, release: Release, slug: str, out: Path, message_bytes: bytes, feed_item: str
+    renderer: Renderer,
+    release: Release,
+    slug: str,
+    rendition: EmailRendition,
+    out: Path,
+    message_bytes: bytes,
+    feed_item: str,
 ) -> list[Path]:
-    """Write every variant of one release into `out` (the `preview` command)."""
-    rendition = renderer.email(release, slug)
+    """Write every variant of one release into `out` (the `preview` command); `rendition` is its email."""
     out.mkdir(parents=True, exist_ok=True)
     preview_url = f"{renderer.settings.site.base_url}/unsubscribe/preview"
     files = {
