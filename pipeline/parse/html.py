@@ -105,6 +105,17 @@ def _with_breaks(element: Any) -> str:
     return "\n".join(line.strip() for line in lines if line.strip())
 
 
+def fragment_document(path: Path, markup: str, meta: dict[str, Any] | None = None) -> Document:
+    """A Document from clean HTML (a feed entry's content, a Word file converted by mammoth): no page chrome
+    to find, so the markup's block elements are read directly. Scripts and styles are still dropped."""
+    try:
+        content = lxml.html.fragment_fromstring(markup or "<p></p>", create_parent="div")
+    except (lxml.etree.ParserError, ValueError) as exc:
+        raise ReleaseParseError(path, f"not readable as HTML: {exc}") from None
+    _clean(content)
+    return Document(path=path, blocks=_blocks(content), meta=dict(meta or {}))
+
+
 def read(path: Path, zone: tzinfo) -> Release:
     text = read_text(path)
     if not text.strip():
