@@ -268,11 +268,15 @@ def test_contacts_with_obfuscated_addresses_and_no_dates_as_phones() -> None:
             "jane.roe [at] example [dot] com",
             "Tel: (902) 555-0142",
             "Sam Poe, sam@example.test, +1 555 010 0199",
+            "Press Team",
+            "press at example dot org",
         ]
     )
+    # Obfuscated addresses are kept as printed: the sender chose not to publish them plainly.
     assert [(c.name, c.email, c.phone) for c in found] == [
-        ("Jane Roe", "jane.roe@example.com", "(902) 555-0142"),
+        ("Jane Roe", "jane.roe [at] example [dot] com", "(902) 555-0142"),
         ("Sam Poe", "sam@example.test", "+1 555 010 0199"),
+        ("Press Team", "press at example dot org", None),
     ]
     assert found[0].organization == "Example Media Relations"
 

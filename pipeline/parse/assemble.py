@@ -17,7 +17,7 @@ from pipeline.parse.document import Block, Document
 _META_KEYS: dict[str, tuple[str, ...]] = {
     "headline": ("headline", "title"),
     "subheadline": ("subheadline", "subtitle", "deck"),
-    "date": ("date", "published", "pubdate"),
+    "date": ("date", "published", "pubdate", "published_time", "publishdate", "release_date"),
     "embargo": ("embargo", "embargoed_until", "embargo_until"),
     "language": ("language", "lang", "locale"),
     "audiences": ("audiences", "audience", "to"),
@@ -28,17 +28,50 @@ _META_KEYS: dict[str, tuple[str, ...]] = {
     "wire": ("wire",),
     "slug": ("slug",),
     "summary": ("summary", "description", "excerpt"),
+    "url": ("url", "url_source", "source", "link", "canonical_url", "permalink"),
+}
+# Keys static-site generators and converters put in front matter; they say nothing about the release.
+_SITE_KEYS = {
+    "layout",
+    "type",
+    "draft",
+    "weight",
+    "aliases",
+    "image",
+    "images",
+    "thumbnail",
+    "featured_image",
+    "template",
+    "menu",
+    "toc",
+    "comments",
+    "sidebar",
+    "share",
+    "documentclass",
+    "papersize",
+    "geometry",
+    "colorlinks",
+    "fontsize",
+    "header_includes",
+    "output",
+    "status",
+    "modified",
+    "lastmod",
+    "id",
+    "uuid",
+    "redirect_from",
 }
 _ALIASES = {alias: key for key, aliases in _META_KEYS.items() for alias in aliases}
 
 _MAX_HEADLINE = 250
+_DATELINE_SCAN = 15  # blocks (page chrome not counted) searched for the dateline
 
 
 def assemble(doc: Document, zone: tzinfo) -> Release:
     """Build the Release. Raises ReleaseParseError only for bad front-matter values; the rest goes to problems."""
     meta = _interpret_meta(doc, zone)
     problems = list(doc.problems)
-    blocks = [b for b in doc.blocks if b.text.strip()]
+    blocks = [part for b in doc.blocks if b.text.strip() for part in _split_collapsed(b)]
 
     leading_date: date | None = None
     if blocks:
@@ -52,8 +85,15 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
     dateline: fields.Dateline | None = None
     pre: list[Block] = []  # blocks before the dateline: banners and embargo lines left out
     pre_index: list[int] = []  # where each of them stands in `blocks`
-    stop = min(len(blocks), 15)  # where the scan for the dateline ended
-    for index, block in enumerate(blocks[:15]):
+    stop = len(blocks)  # where the scan for the dateline ended
+    scanned = 0
+    for index, block in enumerate(blocks):
+        if scanned == _DATELINE_SCAN:
+            stop = index
+            break
+        if _is_chrome(block):  # navigation and breadcrumbs of a page copied with its site around it
+            continue
+        scanned += 1
         flat = _flat(block.text)
         if fields.is_banner(flat):
             continue
@@ -66,14 +106,22 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
         if _starts_section(block) or fields.end_marker_of(flat):
             stop = index
             break
-        if not block.is_heading:
-            dateline = fields.find_dateline(flat, default_year)
+        if not block.is_heading and block.kind != "li":
+            dateline = fields.find_dateline(flat, default_year) or fields.lead_dateline(block.lead, flat, default_year)
             if dateline is not None:
-                blocks[index] = replace(block, text=dateline.rest)
-                stop = index
+                if dateline.rest:
+                    blocks[index] = replace(block, text=dateline.rest, lead="")
+                    stop = index
+                else:  # the dateline is a line of its own; the body starts after it
+                    stop = index + 1
                 break
         pre.append(block)
         pre_index.append(index)
+        # The dateline opens the first body paragraph: once a full paragraph has gone by under a headline
+        # without one, the release has no dateline (a later "A /B/ C" is prose, not a wire).
+        if len(flat) > 300 and _SENTENCE_END.search(flat) and (meta.get("headline") or len(pre) > 1):
+            stop = index + 1
+            break
 
     headline, subheadline, pre_rest = _headline(pre, meta)
     body_start = stop
@@ -99,7 +147,7 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
     body = tuple(sections["body"])
     if not body:
         problems.append("no body paragraphs found")
-    quotes = tuple(q for q in (fields.find_quote(p) for p in body) if q is not None)
+    quotes = tuple(fields.find_quotes(body, sections["quoted"]))
     for quote in quotes:
         if quote.speaker is None:
             problems.append(f"quote without a speaker: {quote.text[:60]!r}…")
@@ -135,6 +183,29 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
     )
 
 
+_SECTION_OPENER = (
+    r"(?:about|à propos d|über|acerca de|(?:media\s+|press\s+)?contacts?|related\s+links?|"
+    r"forward[-\s]looking\s+statements|for\s+(?:more|further)\s+information)\b[^:\n]{0,80}:"
+)
+_COLLAPSED_SECTION = re.compile(rf"\s{{2,}}(?={_SECTION_OPENER})", re.IGNORECASE)
+# "…since 2020. Contact Acme: Jane Roe - Director: jane@…": a contact line run into the paragraph before it.
+_INLINE_CONTACTS = re.compile(r"(?<=[.!?])\s+(?=(?:Media |Press )?Contacts? [A-Z][^:.\n]{0,60}:)")
+_COLLAPSED_BREAK = re.compile(rf"(?<=[.!?:\"”)])\s{{2,}}(?=[A-Z\"“-])|\s{{2,}}(?={_SECTION_OPENER})", re.IGNORECASE)
+
+
+def _split_collapsed(block: Block) -> list[Block]:
+    """A long paragraph whose breaks were collapsed to runs of spaces (archive copies of wire releases) is
+    split there again; a short one only where a section such as "About X:" starts inside it."""
+    text = block.text
+    if block.kind == "h" or "\n" in text:
+        return [block]
+    parts = [text]
+    if "  " in text:
+        parts = (_COLLAPSED_BREAK if len(text) > 1000 else _COLLAPSED_SECTION).split(text)
+    parts = [piece.strip() for part in parts for piece in _INLINE_CONTACTS.split(part) if piece.strip()]
+    return [replace(block, text=part, lead=block.lead if n == 0 else "") for n, part in enumerate(parts)]
+
+
 def _flat(text: str) -> str:
     return re.sub(r"\s*\n\s*", " ", text).strip()
 
@@ -160,15 +231,27 @@ def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str |
             ]
         else:
             pieces.append(_Piece(block, origin, 0))
+    # A heading before the dateline is the headline; short lines above it are labels ("Information letter").
+    labels_end = 0
+    if headline is None:
+        for number, piece in enumerate(pieces):
+            flat = _flat(piece.block.text)
+            if piece.block.is_heading and not _is_label(piece):
+                labels_end = number
+                break
+            if not (_is_label(piece) or _has_contact_info(flat) or _is_date_only(flat)):
+                break
     rest: list[_Piece] = []
-    for piece in pieces:
+    for number, piece in enumerate(pieces):
         block = piece.block
         flat = _flat(block.text)
-        if _is_date_only(flat) or re.match(r"^(?:!\[|https?://)", flat):
+        if _is_date_only(flat) or re.match(r"^(?:!\[|https?://)", flat) or _dated_heading(block, flat):
             continue
         if _has_contact_info(flat):
             rest.append(piece)
-        elif headline is None and len(flat) <= _MAX_HEADLINE:
+        elif number < labels_end:
+            continue
+        elif headline is None and len(flat) <= _MAX_HEADLINE and block.kind != "li":
             headline = flat
         elif headline is not None and _norm(flat) == _norm(headline):
             continue
@@ -176,6 +259,7 @@ def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str |
             subheadline is None
             and not rest
             and len(flat) <= 400
+            and block.kind != "li"
             # A plain paragraph is a subheadline only when short and not a finished sentence.
             and (block.is_heading or block.bold or (len(flat) <= 300 and not _SENTENCE_END.search(flat)))
         ):
@@ -183,6 +267,20 @@ def _headline(pre: list[Block], meta: dict[str, Any]) -> tuple[str | None, str |
         else:
             rest.append(piece)
     return headline, subheadline, rest
+
+
+def _is_label(piece: _Piece) -> bool:
+    """A short line that is not a sentence: a kicker or label above a headline, or a heading used as one."""
+    flat = _flat(piece.block.text)
+    return len(flat) <= 60 and not _SENTENCE_END.search(flat) and piece.block.kind != "li"
+
+
+def _dated_heading(block: Block, flat: str) -> bool:
+    """A heading that opens with a date ("05 Jan 2022 - Important note"): it dates the text, it is not a title."""
+    if not block.is_heading:
+        return False
+    found = find_date(flat[:40])
+    return found is not None and found[1].start() == 0
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"”»’')]?$")
@@ -219,7 +317,13 @@ def _about_section_name(block: Block, first: str) -> str | None:
     return None
 
 
+def _is_chrome(block: Block) -> bool:
+    return block.link_only and len(block.text) < 300
+
+
 def _starts_section(block: Block) -> bool:
+    if _is_chrome(block) or block.kind == "li":
+        return False
     first = _flat(block.text.split("\n")[0])
     return bool(_about_section_name(block, first)) or fields.is_contacts_heading(first) or fields.is_fls_heading(first)
 
@@ -234,7 +338,7 @@ _FLS_PARAGRAPH = re.compile(
 
 def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
     """Split the blocks after the dateline into body, About sections, contacts, FLS and the end marker."""
-    out: dict[str, Any] = {"body": [], "about": [], "contacts": [], "fls": [], "end_marker": []}
+    out: dict[str, Any] = {"body": [], "quoted": [], "about": [], "contacts": [], "fls": [], "end_marker": []}
     section = "body"
     for block in blocks:
         lines = block.text.split("\n")
@@ -251,6 +355,16 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             continue
         if fields.is_source_line(flat):
             section = "source"
+            continue
+        if _is_chrome(block) and (block.kind in ("li", "h") or len(flat) < 80):
+            continue  # navigation links and archive footers ("Original/Source Press Release")
+        lead_about = fields.about_heading(block.lead) if block.lead and not block.is_heading else None
+        if lead_about and flat.startswith(block.lead):  # "**About Acme**Acme makes…": heading glued to its text
+            out["about"].append((lead_about, []))
+            section = "about"
+            rest = flat[len(block.lead) :].lstrip(" :.-–—")
+            if rest:
+                out["about"][-1][1].append(rest)
             continue
         heading_name = _about_section_name(block, _strip_marks(first))
         if heading_name:
@@ -282,10 +396,14 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             if rest:
                 out["fls"].append(rest)
             continue
+        if section == "body" and _is_contact_line(block, flat):
+            out["contacts"].extend(lines)
+            continue
         if section in ("body", "about") and _FLS_PARAGRAPH.search(flat[:600]):
             section = "fls"
         if section == "body":
             out["body"].append(flat)
+            out["quoted"].append(block.kind == "quote")
         elif section == "about":
             out["about"][-1][1].append(flat)
         elif section == "fls":
@@ -294,8 +412,21 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
             out["contacts"].extend(lines)
     for name, texts in out["about"]:
         if not texts:
-            problems.append(f"'About {name}' section has no text")
+            problems.append(f"'About {name}' heading has no text under it; left out")
+    out["about"] = [(name, texts) for name, texts in out["about"] if texts]
     return out
+
+
+_CONTACT_LINE = re.compile(r"^(?:e-?mail|courriel|contact|tel|phone|téléphone)\s*:", re.IGNORECASE)
+_SIGNATURE = re.compile(r"^[-–—\s]*(?P<name>[^<>@\n]{3,60}?)\s*<[^<>@\s]+@[^<>\s]+>")
+
+
+def _is_contact_line(block: Block, flat: str) -> bool:
+    """A line in the body that is a way to reach someone: "Email: …", or a signature "Jane Roe <jane@…>"."""
+    if len(flat) > 200 or not _has_contact_info(flat):
+        return False
+    signature = _SIGNATURE.match(flat)
+    return bool(_CONTACT_LINE.match(flat)) or (signature is not None and fields.is_person(signature.group("name")))
 
 
 def _strip_marks(text: str) -> str:
@@ -303,13 +434,18 @@ def _strip_marks(text: str) -> str:
 
 
 def _dedupe_contacts(contacts: list[MediaContact]) -> list[MediaContact]:
-    seen: set[tuple[str | None, str | None]] = set()
-    kept = []
+    """Drop repeats; two people sharing one press address stay two contacts."""
+    kept: list[MediaContact] = []
     for contact in contacts:
-        key = ((contact.email or "").lower() or None, contact.phone)
-        if key not in seen:
-            seen.add(key)
-            kept.append(contact)
+        email = (contact.email or "").lower()
+        if any(
+            (k.email or "").lower() == email
+            and k.phone == contact.phone
+            and (contact.name is None or (k.name or "").lower() == contact.name.lower())
+            for k in kept
+        ):
+            continue
+        kept.append(contact)
     return kept
 
 
@@ -322,6 +458,8 @@ def _interpret_meta(doc: Document, zone: tzinfo) -> dict[str, Any]:
     for raw_key, value in doc.meta.items():
         key = _ALIASES.get(str(raw_key).strip().lower().replace("-", "_").replace(" ", "_"))
         line = doc.meta_lines.get(str(raw_key))
+        if key is None and str(raw_key).strip().lower().replace("-", "_") in _SITE_KEYS:
+            continue
         if key is None:
             doc.problems.append(f"front matter key {raw_key!r} is not used (line {line})")
             continue

@@ -14,6 +14,9 @@ class Block:
     """A paragraph, heading or list item as rendered text (markup removed).
 
     `level` is 1–6 for headings and 0 otherwise; `line` is the 1-based line in the source, where known.
+    `lead` is the text of an emphasised (bold or italic) span opening the block, where the format marks one:
+    wires set the dateline that way ("**WALPOLE, MA** The Tor Project…"). `link_only` marks a block that is
+    all link text (navigation, breadcrumbs), which is page chrome rather than a headline or a section.
     """
 
     text: str
@@ -21,6 +24,8 @@ class Block:
     level: int = 0
     kind: str = "p"  # "p", "h", "li", "quote"
     bold: bool = False
+    lead: str = ""
+    link_only: bool = False
 
     @property
     def is_heading(self) -> bool:

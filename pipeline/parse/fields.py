@@ -39,7 +39,8 @@ _CONTACTS = re.compile(
     re.IGNORECASE,
 )
 _CONTACTS_INLINE = re.compile(
-    r"^(?:(?:media|press|investor)\s+)?(?:contacts?|inquiries|enquiries)\s*:\s*(?P<text>\S.*)$"
+    r"^(?:(?:media|press|investor(?:\s+relations)?|company|pr)\s+)?(?:contacts?|inquiries|enquiries)"
+    r"(?:\s+[A-Z][^:\n]{0,50})?\s*:\s*(?P<text>\S.*)$"
     r"|^(?:for (?:further|more) information|pour plus d['’]information|renseignements)[^:\n]{0,60}:\s*(?P<text2>\S.*)$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -110,6 +111,10 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
     wire = (match.group("wire1") or match.group("wire2") or "").strip() or None
     if wire and (len(wire.split()) > 6 or not re.search(r"[A-Za-z]", wire) or "http" in wire):
         return None
+    if match.group("wire2") and not (
+        wire[0].isupper() or wire[0].isdigit()
+    ):  # "/PRNewswire/", not "existing/old/previous"
+        return None
     rest = match.group("rest")
     found = find_date(prefix, default_year)
     when: date | None = None
@@ -142,6 +147,39 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
     return Dateline(place or None, wire, when, rest.strip())
 
 
+def lead_dateline(lead: str, text: str, default_year: int | None = None) -> Dateline | None:
+    """A dateline set in bold or italics at the start of a paragraph, with no dash after it:
+    "**WALPOLE, MA** The Tor Project…", "_Cambridge, MA_. The Jupyter…", "*Amsterdam, 1 February 2018*"."""
+    lead = lead.strip()
+    if not lead or len(lead) > 90 or not text.startswith(lead):
+        return None
+    rest = text[len(lead) :].lstrip(" .:,;–—-\u00a0").strip()
+    core = lead.rstrip(" .:,;–—-")
+    wire = None
+    bracketed = _WIRE_AFTER_PLACE.search(core)
+    if bracketed:
+        wire, core = bracketed.group(1).strip(), core[: bracketed.start()].strip(" ,")
+    found = find_date(core, default_year)
+    when: date | None = None
+    place = core
+    if found is not None:
+        when, date_match = found
+        tail = core[date_match.end() :].strip(" ,.")
+        if tail and not _TIME_TAIL.fullmatch(tail):
+            return None
+        place = re.sub(r"[\s,;(–—-]+$", "", core[: date_match.start()]).strip()
+    if not place or not _looks_like_place(place):
+        return None
+    # Without a date, only "CITY, Region" in a few capitalised words is read as a place.
+    parts = [part.strip() for part in place.split(",")]
+    shaped = len(parts) in (2, 3) and all(
+        part and len(part.split()) <= 3 and all(w[:1].isupper() for w in part.split()) for part in parts
+    )
+    if when is None and not (shaped or _mostly_upper(place)):
+        return None
+    return Dateline(place, wire, when, rest)
+
+
 def _looks_like_place(text: str) -> bool:
     words = text.split()
     if len(words) > 9 or len(text) > 90 or not text[0].isupper():
@@ -162,9 +200,9 @@ _QUOTE_CHARS = re.compile(r"[\"“”„«»]")
 _ATTRIBUTION = re.compile(
     r"\b(?:said|says|added|adds|explained|explains|commented|comments|noted|notes|stated|states|continued|"
     r"continues|remarked|remarks|emphasi[sz]ed|emphasi[sz]es|concluded|concludes|shared|observed|observes|"
-    r"declared|according\s+to|announced|highlighted|pointed\s+out|expressed|believes|acknowledged|"
+    r"stating|saying|adding|expresses|declared|according\s+to|announced|highlighted|pointed\s+out|expressed|believes|acknowledged|"
     r"a\s+(?:déclaré|dit|expliqué|ajouté|souligné|affirmé|indiqué|précisé|commenté|conclu|estimé|rappelé)|"
-    r"déclare|explique|ajoute|souligne|affirme|indique|précise|estime|commente|rappelle|selon|"
+    r"dit|déclare|explique|ajoute|souligne|affirme|indique|précise|estime|commente|rappelle|selon|"
     r"sagt|sagte|erklärt|erklärte|betont|betonte|ergänzt|so|dijo|afirmó|explicó|señaló|comentó|añadió|"
     r"säger|sa|berättar|förklarar)\b",
     re.IGNORECASE,
@@ -270,8 +308,11 @@ _CAMEL = re.compile(r"[a-zà-ÿ][A-ZÀ-Þ]")
 
 
 def _pair_quotes(text: str) -> list[tuple[int, int]]:
-    """Spans between successive quote characters; wires mix straight and curly quotes in one paragraph."""
+    """Spans between successive quote characters; wires mix straight and curly quotes in one paragraph.
+    A quotation left open at the end of the paragraph runs to its end."""
     positions = [m.start() for m in _QUOTE_CHARS.finditer(text)]
+    if len(positions) % 2:
+        positions.append(len(text))
     return [(positions[i] + 1, positions[i + 1]) for i in range(0, len(positions) - 1, 2)]
 
 
@@ -293,6 +334,90 @@ def find_quote(paragraph: str) -> Quote | None:
         return None
     text = " ".join(paragraph[a:b].strip().strip(",").strip() for a, b in spans)
     return Quote(speaker=_speaker(remainder, verb), text=re.sub(r"\s+", " ", text).strip())
+
+
+def find_quotes(paragraphs: Sequence[str], quoted: Sequence[bool] = ()) -> list[Quote]:
+    """The quotations of a body, in order. Besides quotes attributed inside their paragraph this finds a
+    quotation running over several paragraphs, one set as a block quote, and one whose attribution stands in
+    the next paragraph ("-- Jane Roe, CEO") or is announced by the previous one ("She said:")."""
+    paras = list(paragraphs)
+    marked = list(quoted) + [False] * (len(paras) - len(quoted))
+    quotes: list[Quote] = []
+    index = 0
+    while index < len(paras):
+        paragraph = paras[index]
+        found = find_quote(paragraph)
+        if found is not None:
+            quotes.append(found)
+            index += 1
+            continue
+        if not (_opens_quote(paragraph) or marked[index]):
+            index += 1
+            continue
+        # Join the paragraphs a quotation runs over (its marks balance at its last paragraph).
+        last, text = index, paragraph
+        while len(_QUOTE_CHARS.findall(text)) % 2 and last + 1 < len(paras) and last - index < 5:
+            last += 1
+            text = f"{text} {paras[last]}"
+        found = find_quote(text)
+        if found is not None:
+            quotes.append(found)
+            index = last + 1
+            continue
+        words = _quoted_words(text) if _QUOTE_CHARS.search(text) else text
+        if len(words.split()) < 4:
+            index += 1
+            continue
+        speaker: str | None = None
+        following = paras[last + 1] if last + 1 < len(paras) else ""
+        attribution = _leading_speaker(following)
+        if attribution is not None:
+            speaker, remainder = attribution
+            if remainder and _opens_quote(remainder):  # "Jane Roe, CEO. “Next quotation…”"
+                paras[last + 1] = remainder
+        elif index and paras[index - 1].rstrip().endswith(":"):
+            speaker = _name_in(paras[index - 1])
+        else:
+            index = last + 1
+            continue
+        quotes.append(Quote(speaker=speaker, text=re.sub(r"\s+", " ", words).strip()))
+        index = last + 1
+    return quotes
+
+
+def _opens_quote(text: str) -> bool:
+    return bool(re.match(r"^\W{0,3}[\"“„«]", text.lstrip()))
+
+
+def _quoted_words(text: str) -> str:
+    spans = _pair_quotes(text)
+    if not spans and _QUOTE_CHARS.search(text):  # one mark only: the text after it
+        return text[_QUOTE_CHARS.search(text).end() :]  # type: ignore[union-attr]
+    return " ".join(text[a:b].strip().strip(",").strip() for a, b in spans)
+
+
+_LEADING_NAME = re.compile(r"^\s*(?P<dash>\\?(?:--|—|–|-|―)\s*)?(?P<name>[^,.;:()–—\n]{3,60}?)\s*(?P<sep>,|–|—|\.|$)")
+
+
+def _leading_speaker(text: str) -> tuple[str, str] | None:
+    """(speaker, the text after the attribution) for a paragraph opening with one: "-- Casey Roe, CEO of X",
+    "Jane Roe, President of X. “…”", or a short "Jane Roe, Chair of X."."""
+    match = _LEADING_NAME.match(text)
+    if not match or _QUOTE_CHARS.match(text.lstrip()):
+        return None
+    name = match.group("name").strip()
+    if not _is_person_name(name):
+        return None
+    after = text[match.end() :].lstrip()
+    title_follows = match.group("sep") == "," and after.split(" ", 1)[0].lower().strip(",.") in _TITLE_WORDS
+    if not (match.group("dash") or len(text) < 150 or title_follows):
+        return None
+    sentence_end = re.search(r"[.!?](?:\s|$)", text)
+    quote_at = _QUOTE_CHARS.search(text)
+    remainder = ""
+    if quote_at and (sentence_end is None or quote_at.start() > sentence_end.start()):
+        remainder = text[quote_at.start() :]
+    return name, remainder
 
 
 def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
@@ -382,6 +507,11 @@ def deobfuscate(text: str) -> str:
     return _OBFUSCATED.sub(fix, text)
 
 
+def is_person(text: str) -> bool:
+    """Whether the text is a person's name (two to five capitalised words, no company words)."""
+    return _is_person_name(text)
+
+
 def _is_person_name(text: str) -> bool:
     text = text.strip().rstrip(",")
     words = text.split()
@@ -390,54 +520,94 @@ def _is_person_name(text: str) -> bool:
     return all(_NAME_TOKEN.match(w) or w.lower() in _PARTICLES for w in words)
 
 
-def find_contacts(lines: Sequence[str]) -> list[MediaContact]:
-    """Media contacts from a contacts section: names with the emails and phones that follow them."""
+_SPELLED = re.compile(r"\b[A-Za-z0-9._%+-]+\s+(?:at|AT)\s+[A-Za-z0-9-]+(?:\s+(?:dot|DOT)\s+[A-Za-z0-9-]+)+\b")
+_GLUED_LABEL = re.compile(r"(?<=[a-z.)])(?=(?:E-?mail|Tel|Phone|Mobile|Cell|Fax)\s*:)")
+_FIELD_LABEL = re.compile(
+    r"^(?:e-?mail|courriel|phone|tel(?:ephone|éphone)?|t|p|m|mobile|cell|office|direct|ph|o)\s*[.:]\s*",
+    re.IGNORECASE,
+)
+
+
+def _address_in(segment: str, spelled: bool) -> re.Match[str] | None:
+    """An e-mail address as printed: plain, obfuscated ("jane [at] example [dot] com") or, inside a contacts
+    section, spelled out ("press at example dot org")."""
+    return EMAIL.search(segment) or _OBFUSCATED.search(segment) or (_SPELLED.search(segment) if spelled else None)
+
+
+def _contact_name(candidate: str) -> str | None:
+    """A person's name opening a segment: "Jane Roe", "Jane Roe, CEO", "Jane Roe - Managing Director"."""
+    candidate = candidate.strip(" ,:-<(")
+    for part in (candidate, *re.split(r"\s+[-–—]\s+|,\s*", candidate)[:1]):
+        if part and _is_person_name(part):
+            return part.strip().rstrip(",")
+    return None
+
+
+def _is_org_line(segment: str) -> bool:
+    """A short line naming who to contact when no person is named ("Tor Press Team", "Acme Holdings, Inc.")."""
+    return (
+        0 < len(segment) <= 50
+        and segment[:1].isupper()
+        and ":" not in segment
+        and "@" not in segment
+        and not any(ch.isdigit() for ch in segment)
+        and not is_contacts_heading(segment)
+        and not re.search(r"[.!?]\s", segment)
+    )
+
+
+def find_contacts(lines: Sequence[str], spelled: bool = True) -> list[MediaContact]:
+    """Media contacts from a contacts section: names with the emails and phones that follow them.
+
+    Addresses are kept as printed (an obfuscated one stays obfuscated: the sender chose not to publish it
+    plainly). With no person named, the line naming the team or company stands as the name."""
     contacts: list[MediaContact] = []
     name: str | None = None
     org: str | None = None
     email: str | None = None
     phone: str | None = None
+    fallback: str | None = None
 
     def flush() -> None:
-        nonlocal name, org, email, phone
+        nonlocal name, org, email, phone, fallback
         if email or phone:
-            contacts.append(MediaContact(name=name, email=email, phone=phone, organization=org))
-        name = org = email = phone = None
+            contacts.append(MediaContact(name=name or fallback, email=email, phone=phone, organization=org))
+        name = org = email = phone = fallback = None
 
     for raw in lines:
-        for segment in re.split(r"\s*(?:[|;•·]|,\s(?=\S+@)|\n|\s{3,}|,\s(?=\+?\(?\d))\s*", deobfuscate(raw)):
-            segment = segment.strip().strip(",")
+        raw = _GLUED_LABEL.sub("\n", raw)
+        for segment in re.split(r"\s*(?:[|;•·]|,\s(?=\S+@)|\n|\s{3,}|,\s(?=\+?\(?\d))\s*", raw):
+            segment = _FIELD_LABEL.sub("", segment.strip().strip(","))
             if not segment:
                 continue
-            segment = re.sub(
-                r"^(?:e-?mail|courriel|phone|tel(?:ephone|éphone)?|t|p|m|mobile|cell|office|"
-                r"direct|ph|o)\s*[.:]\s*",
-                "",
-                segment,
-                flags=re.IGNORECASE,
-            )
-            found_email = EMAIL.search(segment)
+            found_email = _address_in(segment, spelled)
             found_phone = None if found_email else PHONE.search(segment)
             if found_email:
                 if email:
                     flush()
                 email = found_email.group(0).rstrip(".")
-                candidate = segment[: found_email.start()].strip(" ,:-<(")
-                if candidate and _is_person_name(candidate) and name is None:
+                candidate = _contact_name(segment[: found_email.start()])
+                if candidate and name is None:
                     name = candidate
             elif found_phone and _is_phone(found_phone.group(0)):
                 if phone:
                     flush()
                 phone = found_phone.group(0).strip()
-                candidate = segment[: found_phone.start()].strip(" ,:-")
-                if candidate and _is_person_name(candidate) and name is None:
+                candidate = _contact_name(segment[: found_phone.start()])
+                if candidate and name is None:
                     name = candidate
-            elif _is_person_name(segment) and not (name is not None and org is None and not email and not phone):
+            elif (person := _contact_name(segment)) and not (
+                name is not None and org is None and not email and not phone
+            ):
                 if name is not None or email or phone:
                     flush()
-                name = segment.rstrip(",")
+                name = person
             elif name is not None and org is None and len(segment) < 80 and not email and not phone:
                 org = segment
+            elif _is_org_line(segment) and (name is None or email or phone):
+                if email or phone:
+                    flush()
+                fallback = segment
     flush()
     return contacts
 

@@ -87,14 +87,26 @@ def _blocks(content: Any) -> list[Block]:
         if not text:
             continue
         tag = element.tag
-        bold = all(_text(b) for b in element.iter("strong", "b")) and sum(
-            len(_text(b)) for b in element.iter("strong", "b")
-        ) >= 0.9 * len(text)
+        letters = len(re.sub(r"\s", "", text))
+        bold = sum(len(re.sub(r"\s", "", _text(b))) for b in element.iter("strong", "b")) >= 0.9 * letters
+        link_only = sum(len(re.sub(r"\s", "", _text(a))) for a in element.iter("a")) >= 0.9 * letters
         if tag[0] == "h" and tag[1:].isdigit():
-            blocks.append(Block(text, element.sourceline, int(tag[1]), "h"))
-        else:
-            blocks.append(Block(_with_breaks(element), element.sourceline, 0, "li" if tag == "li" else "p", bold))
+            blocks.append(Block(text, element.sourceline, int(tag[1]), "h", link_only=link_only))
+            continue
+        quoted = tag == "blockquote" or any(parent.tag == "blockquote" for parent in element.iterancestors())
+        kind = "li" if tag == "li" else "quote" if quoted else "p"
+        blocks.append(Block(_with_breaks(element), element.sourceline, 0, kind, bold, _lead(element), link_only))
     return blocks
+
+
+def _lead(element: Any) -> str:
+    """The text of a bold or italic element opening the block ("<strong>London — 7 December 2021.</strong> …")."""
+    if (element.text or "").strip() or not len(element):
+        return ""
+    first = element[0]
+    while first.tag in ("strong", "b", "em", "i", "span") and first.tag == "span" and len(first):
+        first = first[0]
+    return _text(first) if first.tag in ("strong", "b", "em", "i") else ""
 
 
 def _with_breaks(element: Any) -> str:
