@@ -103,6 +103,10 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
                 problems.append(f"line {block.line}: embargo line without a readable date: {flat[:80]!r}")
             embargo = embargo or when
             continue
+        if fields.is_contacts_heading(_strip_marks(block.text.split("\n")[0])) and not any(
+            not _has_contact_info(b.text) for b in pre
+        ):
+            continue  # "CONTACT:" above the headline: the contact lines after it are kept for the contacts
         if _starts_section(block) or fields.end_marker_of(flat):
             stop = index
             break
@@ -286,9 +290,17 @@ def _dated_heading(block: Block, flat: str) -> bool:
 _SENTENCE_END = re.compile(r"[.!?][\"”»’')]?$")
 
 
+_CONTINUES = re.compile(
+    r"\b(?:a|an|the|of|to|for|and|or|but|in|on|at|by|with|from|as|into|than|that|its|their|our|de|la|le|les|"
+    r"des|du|et|à|en|pour|und|der|die|das|für|y|el|los|las|och|för|av)$",
+    re.IGNORECASE,
+)
+
+
 def _wrapped(lines: list[str]) -> bool:
-    """Whether the lines are one paragraph wrapped at a fixed width: some line goes on in lower case."""
-    return any(nxt[:1].islower() for nxt in lines[1:])
+    """Whether the lines are one paragraph wrapped at a fixed width: a line goes on in lower case, or a line
+    ends on a word that cannot end a title ("…the Environment but" / "Left Important Unfinished Business")."""
+    return any(nxt[:1].islower() for nxt in lines[1:]) or any(_CONTINUES.search(line.rstrip()) for line in lines[:-1])
 
 
 def _norm(text: str) -> str:
@@ -318,7 +330,7 @@ def _about_section_name(block: Block, first: str) -> str | None:
 
 
 def _is_chrome(block: Block) -> bool:
-    return block.link_only and len(block.text) < 300
+    return block.link_only and len(block.text) < 300 and not _has_contact_info(block.text)
 
 
 def _starts_section(block: Block) -> bool:
@@ -367,6 +379,11 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
                 out["about"][-1][1].append(rest)
             continue
         heading_name = _about_section_name(block, _strip_marks(first))
+        if heading_name and _NOT_ORGANISATION.match(heading_name):
+            heading_name = None  # "About the Survey": a section of the body, not a boilerplate
+        elif heading_name is None and block.is_heading and section == "about":
+            section = "other"  # a heading after a boilerplate ("Get Involved", "Media kit") ends it
+            continue
         if heading_name:
             out["about"].append((heading_name, []))
             section = "about"
@@ -417,8 +434,13 @@ def _sections(blocks: list[Block], problems: list[str]) -> dict[str, Any]:
     return out
 
 
+_NOT_ORGANISATION = re.compile(
+    r"^(?:the|this|our|these)\s+(?:survey|study|report|research|data|methodology|event|conference|program|"
+    r"programme|awards?|index|campaign|release|project's\s+\w+|author|authors|findings|results|poll)\s*$",
+    re.IGNORECASE,
+)
 _CONTACT_LINE = re.compile(r"^(?:e-?mail|courriel|contact|tel|phone|téléphone)\s*:", re.IGNORECASE)
-_SIGNATURE = re.compile(r"^[-–—\s]*(?P<name>[^<>@\n]{3,60}?)\s*<[^<>@\s]+@[^<>\s]+>")
+_SIGNATURE = re.compile(r"^[-–—\s]*(?P<name>[^<>@,\n]{3,60}?)\s*[<(]?[^<>@\s]+@[^<>\s]+")
 
 
 def _is_contact_line(block: Block, flat: str) -> bool:

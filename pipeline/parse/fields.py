@@ -94,6 +94,14 @@ _TIME_TAIL = re.compile(
 _WIRE_AFTER_PLACE = re.compile(r"\s*\(([^()]{2,40})\)$")
 
 
+# "Annapolis, MD", "Tampa, Fla.": a city and a state or province abbreviation.
+_CITY_STATE = re.compile(r"[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,2},\s+(?:[A-Z]{2}|[A-Z][a-z]{1,5}\.)")
+_WIRE_SEGMENT = re.compile(
+    r"^(?P<wire>[A-Z0-9][\w.&'-]*(?:\s+[A-Z0-9][\w.&'-]*){0,3})\s*(?:\([^()\n]{0,80}\))?\s*(?:--|—|–|-)\s+"
+)
+_WIRE_WORD = re.compile(r"wire|newswire|press\s*release|\bPR\b|news", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class Dateline:
     place: str | None
@@ -111,9 +119,8 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
     wire = (match.group("wire1") or match.group("wire2") or "").strip() or None
     if wire and (len(wire.split()) > 6 or not re.search(r"[A-Za-z]", wire) or "http" in wire):
         return None
-    if match.group("wire2") and not (
-        wire[0].isupper() or wire[0].isdigit()
-    ):  # "/PRNewswire/", not "existing/old/previous"
+    # "/PRNewswire/" or "/24-7PressRelease/", not prose such as "the existing/old/previous image"
+    if wire and match.group("wire2") and not (wire[0].isupper() or wire[0].isdigit()):
         return None
     rest = match.group("rest")
     found = find_date(prefix, default_year)
@@ -142,8 +149,12 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
         return None
     if not place and when is None and wire is None:
         return None
-    if not wire and when is None and not (place and _mostly_upper(place)):
+    if not wire and when is None and not (place and (_mostly_upper(place) or _CITY_STATE.fullmatch(place))):
         return None
+    if wire is None:  # "TAMPA, Fla., February 10, 2026 – PRISM MediaWire (Press Release Service) – AtlasClear…"
+        named = _WIRE_SEGMENT.match(rest)
+        if named and _WIRE_WORD.search(named.group("wire")):
+            wire, rest = named.group("wire"), rest[named.end() :]
     return Dateline(place or None, wire, when, rest.strip())
 
 
@@ -316,9 +327,19 @@ def _pair_quotes(text: str) -> list[tuple[int, int]]:
     return [(positions[i] + 1, positions[i + 1]) for i in range(0, len(positions) - 1, 2)]
 
 
+def _is_title(span: str) -> bool:
+    """A quoted name or title ("Birds of a Feather", “Two Thriving Ecosystems”), not a quotation."""
+    words = [w for w in span.split() if len(w) > 3]
+    if not words or re.search(r"[.!?,;]\W*$", span.strip()):
+        return False
+    return sum(w[0].isupper() for w in words) >= 0.7 * len(words)
+
+
 def find_quote(paragraph: str) -> Quote | None:
     """A quotation with an attribution in one paragraph; split quotes around one attribution count once."""
-    spans = [(a, b) for a, b in _pair_quotes(paragraph) if len(paragraph[a:b].split()) >= 4]
+    spans = [
+        (a, b) for a, b in _pair_quotes(paragraph) if len(paragraph[a:b].split()) >= 4 and not _is_title(paragraph[a:b])
+    ]
     if not spans:
         return None
     outside = []
@@ -484,7 +505,8 @@ _NOT_NAME = re.compile(
     r"\b(?:inc|ltd|llc|corp|corporation|company|gmbh|ag|sa|plc|group|communications|agency|media|relations|"
     r"contact|contacts|phone|tel|telephone|email|e-mail|mobile|cell|fax|office|website|web|www|http|press|"
     r"public|investor|investors|marketing|partners|pr|team|department|university|foundation|association|"
-    r"council|network|institute|ministry|services|solutions|technologies|international|news|newsroom)\b",
+    r"council|network|institute|ministry|services|solutions|technologies|international|news|newsroom|"
+    r"holdings|bank|capital|ventures|labs|systems|industries|limited|llp|co|agence|société)\b",
     re.IGNORECASE,
 )
 

@@ -70,6 +70,10 @@ def _published(root: Any) -> date | None:
         for value in root.xpath(f'//meta[@property="{name}" or @name="{name}" or @itemprop="{name}"]/@content')[:1]:
             if found := parse_date(str(value)):
                 return found
+    for element in (root, root.find("body"), *root.iter("article", "main")):
+        for name, value in element.attrib.items() if element is not None else ():
+            if "date" in name.lower() and (found := parse_date(str(value))):  # <html newsdate="2017-09-13">
+                return found
     for value in root.xpath("//time/@datetime"):
         if found := parse_date(str(value)):
             return found
@@ -128,8 +132,12 @@ def fragment_document(path: Path, markup: str, meta: dict[str, Any] | None = Non
     return Document(path=path, blocks=_blocks(content), meta=dict(meta or {}))
 
 
+_TEMPLATE_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
+
+
 def read(path: Path, zone: tzinfo) -> Release:
-    text = read_text(path)
+    # A page kept as a Django/Jinja template ("{% extends … %}") is read without its template tags.
+    text = _TEMPLATE_TAG.sub(" ", read_text(path))
     if not text.strip():
         raise ReleaseParseError(path, "the page is empty")
     try:

@@ -140,7 +140,7 @@ def _toml(path: Path, raw: str, skipped: int) -> tuple[dict[str, Any], dict[str,
         found = re.search(r"line (\d+)", str(exc))
         line = int(found.group(1)) + 1 + skipped if found else 1 + skipped
         raise ReleaseParseError(path, f"front matter is not valid TOML: {exc}", line=line) from None
-    lines = {}
+    lines: dict[str, int] = {}
     for number, line_text in enumerate(raw.split("\n"), start=2 + skipped):
         key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line_text)
         if key:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import tzinfo
 from pathlib import Path
 
 from pipeline.models import Release
+from pipeline.parse import html
 from pipeline.parse.assemble import assemble
 from pipeline.parse.document import Block, Document
 from pipeline.parse.text import read_text
@@ -37,6 +39,15 @@ def blocks_of(text: str, first_line: int = 1) -> list[Block]:
     return blocks
 
 
+_PRE = re.compile(r"^\s*<pre[^>]*>[ \t]*\n?|\n?[ \t]*</pre>\s*$", re.IGNORECASE)
+
+
 def read(path: Path, zone: tzinfo) -> Release:
     text = read_text(path)
-    return assemble(Document(path=path, blocks=blocks_of(text)), zone)
+    if re.match(r"\s*(?:<!doctype\s+html|<html[\s>])", text, re.IGNORECASE):  # a web page saved as .txt
+        return html.read(path, zone)
+    # Plain text kept inside <pre>…</pre> (copied from a web page): the tags are not part of the release.
+    opening = _PRE.match(text)
+    first_line = 1 + (opening.group(0).count("\n") if opening else 0)
+    text = _PRE.sub("", text)
+    return assemble(Document(path=path, blocks=blocks_of(text, first_line)), zone)
