@@ -21,12 +21,14 @@ from pipeline.parse.dates import find_date, parse_datetime
 # --- section headings ------------------------------------------------------------------------------------
 
 _ABOUT = re.compile(
-    r"^(?:about|à propos d[eu']|a propos d[eu']|à propos|über|uber|acerca de|sobre|om|informazioni su|over|"
+    r"^(?:about|[àa] propos (?:de la |de l['’]|des |du |de |d['’])|à propos|über|uber|acerca de|sobre|om|"
+    r"informazioni su|over|"
     r"о компании|о)\s*[’']?\s*(?P<name>[^\n:]{1,90}?)\s*(?::|\.)?\s*$",
     re.IGNORECASE,
 )
 _ABOUT_INLINE = re.compile(
-    r"^(?:about|à propos d[eu']|a propos d[eu']|über|acerca de|sobre|om)\s*[’']?\s*(?P<name>[^\n:]{1,90}?)"
+    r"^(?:about|[àa] propos (?:de la |de l['’]|des |du |de |d['’])|über|acerca de|sobre|om)\s*[’']?\s*"
+    r"(?P<name>[^\n:]{1,90}?)"
     r"\s*(?::|\s[–—-]\s)\s*(?P<text>\S.*)$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -124,6 +126,9 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
         return None
     rest = match.group("rest")
     found = find_date(prefix, default_year)
+    wire_date = find_date(wire, default_year) if match.group("wire1") and wire else None
+    if wire and wire_date is not None:  # "(Newsfile Corp. - October 4, 2026)": the wire and the date
+        wire = wire[: wire_date[1].start()].strip(" -–—,") or None
     when: date | None = None
     place = prefix
     if found is not None:
@@ -132,6 +137,8 @@ def find_dateline(text: str, default_year: int | None = None) -> Dateline | None
         tail = prefix[date_match.end() :].strip(" ,")
         if tail and not _TIME_TAIL.fullmatch(tail):
             return None
+    elif wire_date is not None:
+        when = wire_date[0]
     else:
         # The date may follow the first separator: "CITY, ST / ACCESSWIRE / March 23, 2021 / Text",
         # "Boston, MA – March 3, 2026 – Text".
@@ -558,7 +565,7 @@ def _address_in(segment: str, spelled: bool) -> re.Match[str] | None:
 
 def _contact_name(candidate: str) -> str | None:
     """A person's name opening a segment: "Jane Roe", "Jane Roe, CEO", "Jane Roe - Managing Director"."""
-    candidate = candidate.strip(" ,:-<(")
+    candidate = re.sub(r"^[^:]{1,40}:\s*", "", candidate.strip(" ,:-<("))  # "Investor Relations: Kim Park"
     for part in (candidate, *re.split(r"\s+[-–—]\s+|,\s*", candidate)[:1]):
         if part and _is_person_name(part):
             return part.strip().rstrip(",")
