@@ -323,6 +323,8 @@ _TITLE_WORDS = {
 _NAME_TOKEN = re.compile(r"^[A-ZÀ-ÖØ-ÞŁŚŻŹĆŃ][a-zà-öø-ÿłśżźćńA-Z'’.-]*$")
 _PARTICLES = {"de", "da", "van", "von", "der", "del", "la", "le", "du", "di", "bin", "ben", "y", "st.", "mc"}
 _CAMEL = re.compile(r"[a-zà-ÿ][A-ZÀ-Þ]")
+_NAME_PREFIX = re.compile(r"^(?:Mc|Mac|O'|O’|D'|D’|De|Di|Da|Du|La|Le|Van|Von|Fitz)[A-ZÀ-Þ][a-zà-ÿ]+$")
+_POSSESSIVE = re.compile(r"['’]s$")
 
 
 def _pair_quotes(text: str) -> list[tuple[int, int]]:
@@ -456,16 +458,18 @@ def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
         if name:
             return name
         before = re.split(r"[.;⁂](?:\s|$)", remainder[: verb.start()])[-1]
-        name = _name_in(before)
+        name = _name_in(before, nearest_last=True)
         if name:
             return name
     first = remainder.split("⁂")[0]
     return _name_in(first)
 
 
-def _name_in(text: str) -> str | None:
+def _name_in(text: str, nearest_last: bool = False) -> str | None:
+    """The first person's name among the comma-separated clauses; with `nearest_last`, the one nearest the
+    end ("Glacier's CEO, Maya Chen, said")."""
     clauses = [c for c in re.split(r",", text) if c.strip()]
-    for clause in clauses:
+    for clause in reversed(clauses) if nearest_last else clauses:
         name = _name_from_right(clause.split())
         if name:
             return name
@@ -485,7 +489,8 @@ def _name_from_right(tokens: Sequence[str]) -> str | None:
     picked: list[str] = []
     for token in reversed(run):
         low = token.lower().rstrip(",")
-        if low in _TITLE_WORDS or (token.isupper() and len(token) > 1) or _CAMEL.search(token):
+        camel = _CAMEL.search(token) and not _NAME_PREFIX.match(token)  # "AtlasClear", but "MacLeod"
+        if low in _TITLE_WORDS or (token.isupper() and len(token) > 1) or camel or _POSSESSIVE.search(token):
             if picked:
                 break
             continue
