@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 from pipeline.errors import ReleaseParseError
 from pipeline.models import Release
-from pipeline.parse import html, markdown, wire
+from pipeline.parse import docx, html, markdown, wire
 
-READERS: tuple[ModuleType, ...] = (markdown, html, wire)
+READERS: tuple[ModuleType, ...] = (markdown, html, docx, wire)
 
 
 def reader_for(path: Path) -> ModuleType:

@@ -344,12 +344,19 @@ def _is_title(span: str) -> bool:
     return sum(w[0].isupper() for w in words) >= 0.7 * len(words)
 
 
+def _is_quotation(span: str) -> bool:
+    """Spoken words rather than a quoted term: four words or more, or a short sentence that ends with its own
+    punctuation (“We are delighted,” said …)."""
+    words = len(span.split())
+    if _is_title(span):
+        return False
+    return words >= 4 or (words >= 2 and bool(re.search(r"[,.!?…]$", span.strip())))
+
+
 def find_quote(paragraph: str) -> Quote | None:
     """A quotation with an attribution in one paragraph; split quotes around one attribution count once."""
-    spans = [
-        (a, b) for a, b in _pair_quotes(paragraph) if len(paragraph[a:b].split()) >= 4 and not _is_title(paragraph[a:b])
-    ]
-    if not spans:
+    spans = [(a, b) for a, b in _pair_quotes(paragraph) if _is_quotation(paragraph[a:b])]
+    if not spans or sum(len(paragraph[a:b].split()) for a, b in spans) < 4:
         return None
     outside = []
     previous = 0
