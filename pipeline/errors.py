@@ -6,6 +6,7 @@ PipelineError                      base; the CLI prints str(error) and exits wit
 ├── ContactImportError(path, line) a contacts file that cannot be imported at all
 ├── TemplateError(template)        a Jinja2 template that fails to load or render
 ├── StoreError                     the database refused, or is newer than this code
+├── IngestError(source)            a partner feed that cannot be fetched or is not RSS/Atom
 ├── FeedError                      a feed that would not re-parse cleanly (the old one stays)
 ├── ScheduleError                  a send time that cannot be honoured (e.g. before the embargo)
 ├── NotFoundError                  an id or name that does not exist
@@ -65,6 +66,14 @@ class TemplateError(PipelineError):
 
 class StoreError(PipelineError):
     """The database cannot be opened or migrated."""
+
+
+class IngestError(PipelineError):
+    """A partner's feed cannot be fetched, or is not an RSS or Atom feed; names the URL or file."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source, self.detail = source, message
+        super().__init__(f"{source}: {message}")
 
 
 class FeedError(PipelineError):

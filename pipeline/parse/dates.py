@@ -101,7 +101,8 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def _month(name: str) -> int | None:
+def month_number(name: str) -> int | None:
+    """The month (1-12) a month name or abbreviation in any supported language stands for."""
     return _MONTHS.get(name.lower().rstrip("."))
 
 
@@ -121,7 +122,7 @@ def find_date(text: str, default_year: int | None = None) -> tuple[date, re.Matc
 
 def _to_date(match: re.Match[str], default_year: int | None) -> date | None:
     month_text = match.group("month")
-    month = int(month_text) if month_text.isdigit() else _month(month_text)
+    month = int(month_text) if month_text.isdigit() else month_number(month_text)
     year_text = match.group("year")
     year = int(year_text) if year_text else default_year
     if month is None or year is None:

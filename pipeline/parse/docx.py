@@ -1,7 +1,8 @@
 """Word documents (.docx): converted to HTML by mammoth, keeping headings, bold, links and lists.
 
 Word's "Title" and "Subtitle" styles become the headline and subheadline headings; the document's own title
-property is used only when the text has no heading. The converted HTML is read like any article fragment.
+property is used only when the text has no title or first-level heading. The converted HTML is then read like
+any article fragment.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def read(path: Path, zone: tzinfo) -> Release:
     title = _core_title(archive)
     try:
         result = mammoth.convert_to_html(io.BytesIO(data), style_map=_STYLE_MAP)
-    except (KeyError, ValueError, zipfile.BadZipFile, lxml.etree.LxmlError, EOFError, OSError) as exc:
+    except Exception as exc:  # mammoth raises whatever its zip and XML readers raise on a broken file
         raise ReleaseParseError(path, f"not a readable Word document: {exc}") from None
     markup = str(result.value)
-    if title and not re.search(r"<h[1-6][ >]", markup):
+    if title and not re.search(r"<h1[ >]", markup):
         meta["headline"] = title
     document = fragment_document(path, markup, meta)
     document.problems.extend(_problems(result.messages))
@@ -58,6 +59,8 @@ def read(path: Path, zone: tzinfo) -> Release:
 
 def _open(path: Path, data: bytes) -> zipfile.ZipFile:
     """The document as a zip, refusing what is not a Word file and what unpacks to an absurd size."""
+    if not data:
+        raise ReleaseParseError(path, "the file is empty")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())

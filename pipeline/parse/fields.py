@@ -16,7 +16,7 @@ from datetime import date, datetime, tzinfo
 import py3langid
 
 from pipeline.models import MediaContact, Quote
-from pipeline.parse.dates import find_date, parse_datetime
+from pipeline.parse.dates import find_date, month_number, parse_datetime
 
 # --- section headings ------------------------------------------------------------------------------------
 
@@ -112,8 +112,35 @@ class Dateline:
     rest: str
 
 
+# "MADISON, WIS. (PRWEB) NOVEMBER 03, 2016" with no dash after it: PRWeb's own shape, often a line of its own.
+_PLACE_WIRE_DATE = re.compile(
+    r"^(?P<place>[^()\n]{2,80}?)\s*\((?P<wire>[A-Z][^()\n]{1,40})\)\s+(?P<after>\S.*)$", re.DOTALL
+)
+
+
 def find_dateline(text: str, default_year: int | None = None) -> Dateline | None:
     """The dateline opening a body paragraph, or None when the paragraph does not start with one."""
+    return _dashed_dateline(text, default_year) or _wire_then_date(text, default_year)
+
+
+def _wire_then_date(text: str, default_year: int | None) -> Dateline | None:
+    """ "CITY, ST (WIRE) Month DD, YYYY" followed by the text or by nothing, without a dash."""
+    match = _PLACE_WIRE_DATE.match(text)
+    if not match or len(match.group("wire").split()) > 4 or ":" in match.group("wire"):  # not "(NASDAQ: X)"
+        return None
+    place = match.group("place").strip(" ,")
+    after = match.group("after")
+    found = find_date(after[:60], default_year)
+    if found is None or not re.fullmatch(r"(?:[A-Za-z]{3,9}\.?,?\s*)?", after[: found[1].start()]):
+        return None  # the date must come first (after a weekday at most), not "(Acme) said on May 3"
+    words = place.replace(",", " ").split()
+    if not _looks_like_place(place) or not all(w[:1].isupper() for w in words):
+        return None
+    rest = after[found[1].end() :].lstrip(" ,.:;–—-\u00a0")
+    return Dateline(place, match.group("wire").strip(), found[0], rest.strip())
+
+
+def _dashed_dateline(text: str, default_year: int | None) -> Dateline | None:
     match = _DATELINE.match(text)
     if not match:
         return None
@@ -465,9 +492,8 @@ def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
         if name:
             return name
         before = re.split(r"[.;⁂](?:\s|$)", remainder[: verb.start()])[-1]
-        name = _name_in(before, nearest_last=True)
-        if name:
-            return name
+        # None when no name stands beside the verb: reported as a problem rather than guessed.
+        return _name_in(before, nearest_last=True)
     first = remainder.split("⁂")[0]
     return _name_in(first)
 
@@ -486,19 +512,29 @@ def _name_in(text: str, nearest_last: bool = False) -> str | None:
 def _name_from_right(tokens: Sequence[str]) -> str | None:
     """The trailing run of capitalised tokens that is a person's name, titles and organisations dropped."""
     tokens = [t.strip('“”"«»()[]:') for t in tokens if t.strip('“”"«»()[]:')]
-    # Cut at the first lowercase word that is not a particle, keeping the capitalised run before it.
-    run: list[str] = []
+    # The capitalised runs, cut at lowercase words that are not particles. The first run that holds a full
+    # name wins ("said Acme CEO and Chief Privacy Officer Travis Good"), else the first run's single name.
+    runs: list[list[str]] = [[]]
     for token in tokens:
-        if _NAME_TOKEN.match(token) or (run and token.lower() in _PARTICLES):
-            run.append(token)
-        elif run:
-            break
+        if _NAME_TOKEN.match(token) or (runs[-1] and token.lower() in _PARTICLES):
+            runs[-1].append(token)
+        elif runs[-1]:
+            runs.append([])
+    names = [name for name in (_name_of_run(run) for run in runs if run) if name]
+    return next((name for name in names if " " in name), names[0] if names else None)
+
+
+def _name_of_run(run: Sequence[str]) -> str | None:
+    """The person's name at the end of one capitalised run, or None when the run names a firm or a thing."""
     picked: list[str] = []
+    acronym_before = False
     for token in reversed(run):
         low = token.lower().rstrip(",")
+        acronym = token.isupper() and len(token) > 1
         camel = _CAMEL.search(token) and not _NAME_PREFIX.match(token)  # "AtlasClear", but "MacLeod"
-        if low in _TITLE_WORDS or (token.isupper() and len(token) > 1) or camel or _POSSESSIVE.search(token):
+        if low in _TITLE_WORDS or acronym or camel or _POSSESSIVE.search(token):
             if picked:
+                acronym_before = bool(acronym)
                 break
             continue
         picked.insert(0, token)
@@ -506,9 +542,49 @@ def _name_from_right(tokens: Sequence[str]) -> str | None:
             break
     while picked and picked[0].lower() in _PARTICLES:
         picked.pop(0)
-    if not picked or (len(picked) == 1 and len(picked[0]) < 3):
+    if not picked:
         return None
-    return " ".join(picked).rstrip(".,")
+    name = " ".join(picked).rstrip(".,")
+    if _NOT_NAME.search(name):  # "Adobecity Legal Consulting", "Acme Communications"
+        return None
+    if len(picked) == 1 and (
+        len(name) < 3 or month_number(name) is not None or name.lower() in _NOT_SPEAKER or acronym_before
+    ):
+        return None  # "October", "However", "CB Insights", "HITRUST CSF Certification"
+    return name
+
+
+# Capitalised words that stand alone at the start of a sentence but are not surnames.
+_NOT_SPEAKER = {
+    "however",
+    "today",
+    "additionally",
+    "also",
+    "meanwhile",
+    "moreover",
+    "furthermore",
+    "finally",
+    "currently",
+    "recently",
+    "together",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "our",
+    "we",
+    "they",
+    "he",
+    "she",
+    "it",
+    "its",
+    "their",
+    "his",
+    "her",
+    "company",
+    "management",
+}
 
 
 # --- contacts ----------------------------------------------------------------------------------------------
@@ -525,7 +601,7 @@ _NOT_NAME = re.compile(
     r"contact|contacts|phone|tel|telephone|email|e-mail|mobile|cell|fax|office|website|web|www|http|press|"
     r"public|investor|investors|marketing|partners|pr|team|department|university|foundation|association|"
     r"council|network|institute|ministry|services|solutions|technologies|international|news|newsroom|"
-    r"holdings|bank|capital|ventures|labs|systems|industries|limited|llp|co|agence|société)\b",
+    r"holdings|bank|capital|ventures|labs|systems|industries|limited|llp|co|agence|société|consulting|legal)\b",
     re.IGNORECASE,
 )
 
