@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from pipeline.config import Settings, config_path, load_settings
 from pipeline.contacts import Rejected, read_contacts, select
 from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
+from pipeline.ingest import IngestReport, ingest_feed
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
 from pipeline.message import build_message
 from pipeline.models import DeliveryStatus, DistributionStatus, Recipient, Release
@@ -145,7 +146,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for one file, a list for several).")
 @pass_state
 def parse_cmd(state: State, files: tuple[Path, ...], as_json: bool) -> None:
-    """Parse release documents (.txt wire copy, .md, .html) and show their fields."""
+    """Parse release documents (.txt wire copy, .md, .docx, .html) and show their fields and any problems."""
     settings = state.optional_settings()
     zone = settings.zone if settings else None
     parsed: list[dict[str, Any]] = []
@@ -311,6 +312,82 @@ def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, 
         highlight=False,
     )
     click.echo(dist_id)
+
+
+@cli.command()
+@click.argument("source", metavar="URL_OR_FILE")
+@click.option(
+    "--queue-to",
+    "audiences",
+    multiple=True,
+    metavar="AUDIENCE",
+    help="Queue each new entry to this audience from config.yaml (repeatable). Without it, entries are only stored.",
+)
+@click.option(
+    "--max-age",
+    "max_age_days",
+    type=click.IntRange(min=0),
+    default=7,
+    show_default=True,
+    metavar="DAYS",
+    help="With --queue-to: entries published longer ago than this are stored but not queued (0: no limit).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@pass_state
+def ingest(state: State, source: str, audiences: tuple[str, ...], max_age_days: int, as_json: bool) -> None:
+    """Read a partner's RSS or Atom feed (a URL or a file) and store each new entry as a release.
+
+    URLs are fetched with the ETag and Last-Modified of the previous fetch, and entries already seen are
+    skipped, so running it again adds nothing new."""
+    rt = state.runtime
+    max_age = timedelta(days=max_age_days) if max_age_days else None
+    report = ingest_feed(rt.store, rt.settings, source, rt.clock(), audiences, max_age)
+    if as_json:
+        click.echo(json.dumps(_ingest_json(report), ensure_ascii=False, indent=2))
+        return
+    if report.not_modified:
+        console.print(f"{escape(source)}: not modified since the last fetch; nothing new", highlight=False)
+        return
+    table = Table("state", "published", "title", "release", "queued", "note", title=report.title or source)
+    table.title_justify = "left"
+    for entry in report.entries:
+        table.add_row(
+            f"[{INGEST_STYLE.get(entry.state, '')}]{entry.state}[/]",
+            f"{entry.published.astimezone(rt.settings.zone):%Y-%m-%d %H:%M %Z}" if entry.published else "—",
+            escape(entry.title[:80]) or "—",
+            str(entry.release_id or "—"),
+            str(entry.distribution_id or "—"),
+            escape((entry.note or "")[:100]),
+        )
+    console.print(table)
+    for problem in report.problems:
+        err.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("new", "updated", "seen", "old", "failed") if report.count(s))
+    console.print(f"{len(report.entries)} entries: {counts or 'none'}; {len(report.queued)} queued", highlight=False)
+
+
+INGEST_STYLE = {"new": "green", "updated": "cyan", "seen": "dim", "old": "yellow", "failed": "bold red"}
+
+
+def _ingest_json(report: IngestReport) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "title": report.title,
+        "not_modified": report.not_modified,
+        "problems": report.problems,
+        "entries": [
+            {
+                "key": e.key,
+                "title": e.title,
+                "published": e.published.isoformat() if e.published else None,
+                "state": e.state,
+                "release_id": e.release_id,
+                "distribution_id": e.distribution_id,
+                "note": e.note,
+            }
+            for e in report.entries
+        ],
+    }
 
 
 @cli.command("distributions")

@@ -136,6 +136,30 @@ suppressions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+feed_sources = sa.Table(
+    "feed_sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.String(1000), nullable=False, unique=True),
+    sa.Column("title", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("fetched_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+feed_entries = sa.Table(
+    "feed_entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("feed_sources.id"), nullable=False),
+    sa.Column("entry_key", sa.String(500), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id")),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source_id", "entry_key", name="uq_feed_entry"),
+)
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -721,6 +745,54 @@ class Store:
     def suppressed_hashes(self) -> set[str]:
         with self.engine.begin() as db:
             return set(db.execute(sa.select(suppressions.c.address_hash)).scalars())
+
+    # --- partner feeds ---------------------------------------------------------------------------------
+
+    def _feed_source_id(self, db: Connection, url: str, now: datetime) -> int:
+        row = db.execute(sa.select(feed_sources.c.id).where(feed_sources.c.url == url)).first()
+        if row is not None:
+            return int(row.id)
+        return int(
+            db.execute(feed_sources.insert().values(url=url, created_at=now).returning(feed_sources.c.id)).scalar_one()
+        )
+
+    def feed_validators(self, url: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) the server sent on our last complete fetch of this feed."""
+        with self.engine.begin() as db:
+            row = db.execute(
+                sa.select(feed_sources.c.etag, feed_sources.c.last_modified).where(feed_sources.c.url == url)
+            ).first()
+        return (row.etag, row.last_modified) if row is not None else (None, None)
+
+    def record_feed_fetch(
+        self, url: str, title: str | None, etag: str | None, modified: str | None, now: datetime
+    ) -> None:
+        """Remember the validators; called only after every entry of the fetch has been recorded."""
+        with self.engine.begin() as db:
+            source_id = self._feed_source_id(db, url, now)
+            db.execute(
+                feed_sources.update()
+                .where(feed_sources.c.id == source_id)
+                .values(title=title, etag=etag, last_modified=modified, fetched_at=now)
+            )
+
+    def seen_feed_entries(self, url: str) -> dict[str, str]:
+        """entry key → content hash of every entry of this feed already ingested."""
+        with self.engine.begin() as db:
+            rows = db.execute(
+                sa.select(feed_entries.c.entry_key, feed_entries.c.content_hash)
+                .join(feed_sources, feed_sources.c.id == feed_entries.c.source_id)
+                .where(feed_sources.c.url == url)
+            )
+            return {row.entry_key: row.content_hash for row in rows}
+
+    def record_feed_entry(self, url: str, key: str, content_hash: str, release_id: int | None, now: datetime) -> None:
+        with self.engine.begin() as db:
+            source_id = self._feed_source_id(db, url, now)
+            where = (feed_entries.c.source_id == source_id) & (feed_entries.c.entry_key == key)
+            values = {"content_hash": content_hash, "release_id": release_id, "seen_at": now}
+            if db.execute(feed_entries.update().where(where).values(**values)).rowcount == 0:
+                db.execute(feed_entries.insert().values(source_id=source_id, entry_key=key, **values))
 
     def totals(self) -> dict[str, int]:
         """Headline numbers for summaries."""

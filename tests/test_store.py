@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import pipeline.store
 from pipeline.errors import StoreError
 from pipeline.models import Release
 from pipeline.store import Store
@@ -24,11 +25,34 @@ def test_migrations_are_idempotent_and_newer_databases_refused(tmp_path: Path) -
     _store(tmp_path).close()
     store = _store(tmp_path)  # second open: nothing to do
     with store.engine.begin() as db:
-        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         db.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     store.close()
     with pytest.raises(StoreError, match="newer than this version"):
         _store(tmp_path)
+
+
+def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    config = Config()
+    config.set_main_option("script_location", str(Path(pipeline.store.__file__).parent / "migrations"))
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        assert "feed_entries" not in sa.inspect(connection).get_table_names()
+    engine.dispose()
+    store = Store.open(url)
+    try:
+        with store.engine.begin() as db:
+            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        store.record_feed_entry("https://partner.example.com/feed", "guid-1", "0" * 64, None, NOW)
+        assert store.seen_feed_entries("https://partner.example.com/feed") == {"guid-1": "0" * 64}
+    finally:
+        store.close()
 
 
 def test_release_versions(tmp_path: Path) -> None:

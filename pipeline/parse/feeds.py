@@ -170,7 +170,8 @@ def _content(entry: Any) -> tuple[str, bool]:
             return content["value"], "html" in (content.get("type") or "text/html")
     detail = entry.get("summary_detail") or {}
     summary = entry.get("summary") or ""
-    return summary, "html" in (detail.get("type") or "text/html") or bool(re.search(r"<[a-z][^>]*>", summary))
+    # feedparser types RSS descriptions as HTML; an Atom summary declared type="text" is plain text.
+    return summary, "html" in (detail.get("type") or "text/html")
 
 
 def _published(entry: Any) -> datetime | None:
