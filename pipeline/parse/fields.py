@@ -43,7 +43,8 @@ _CONTACTS = re.compile(
 _CONTACTS_INLINE = re.compile(
     r"^(?:(?:media|press|investor(?:\s+relations)?|company|pr)\s+)?(?:contacts?|inquiries|enquiries)"
     r"(?:\s+[A-Z][^:\n]{0,50})?\s*:\s*(?P<text>\S.*)$"
-    r"|^(?:for (?:further|more) information|pour plus d['’]information|renseignements)[^:\n]{0,60}:\s*(?P<text2>\S.*)$",
+    r"|^(?:for (?:further|more) information|pour plus d['’]information|renseignements|contacts?\s+(?:presse|médias?)|"
+    r"pressekontakt|medienkontakt|kontakt|contacto(?:\s+de\s+prensa)?|presskontakt)[^:\n]{0,60}:\s*(?P<text2>\S.*)$",
     re.IGNORECASE | re.DOTALL,
 )
 _FLS = re.compile(
@@ -484,10 +485,15 @@ def _leading_speaker(text: str) -> tuple[str, str] | None:
     return name, remainder
 
 
+# Where an attribution clause ends: a comma, or a full stop that does not close "Dr." or "Mr.".
+_HONORIFICS = ("Dr", "Mr", "Mrs", "Ms", "Mx", "Prof", "Pr", "Sr", "Jr", "St", "Hon", "Rev", "Mme", "Mlle")
+_CLAUSE_END = re.compile("".join(rf"(?<!\b{h})" for h in _HONORIFICS) + r"[.;⁂](?:\s|$)|,")
+
+
 def _speaker(remainder: str, verb: re.Match[str] | None) -> str | None:
     """The person attributed: the name after the verb ("said Jane Doe, CEO") or before it ("Doe said")."""
     if verb is not None:
-        after = re.split(r"[.;⁂](?:\s|$)|,", remainder[verb.end() :], maxsplit=1)[0]
+        after = _CLAUSE_END.split(remainder[verb.end() :], maxsplit=1)[0]
         name = _name_from_right(after.split())
         if name:
             return name
@@ -514,14 +520,25 @@ def _name_from_right(tokens: Sequence[str]) -> str | None:
     tokens = [t.strip('“”"«»()[]:') for t in tokens if t.strip('“”"«»()[]:')]
     # The capitalised runs, cut at lowercase words that are not particles. The first run that holds a full
     # name wins ("said Acme CEO and Chief Privacy Officer Travis Good"), else the first run's single name.
+    # A run after "of", "at" or "from" names where the person works ("co-founder of Quillfeather").
     runs: list[list[str]] = [[]]
+    after_preposition = [False]
+    previous = ""
     for token in tokens:
         if _NAME_TOKEN.match(token) or (runs[-1] and token.lower() in _PARTICLES):
+            if not runs[-1]:
+                after_preposition[-1] = previous.lower() in _ORG_PREPOSITIONS
             runs[-1].append(token)
         elif runs[-1]:
             runs.append([])
-    names = [name for name in (_name_of_run(run) for run in runs if run) if name]
+            after_preposition.append(False)
+        previous = token
+    candidates = [run for run, org in zip(runs, after_preposition, strict=True) if run and not org]
+    names = [name for name in (_name_of_run(run) for run in candidates) if name]
     return next((name for name in names if " " in name), names[0] if names else None)
+
+
+_ORG_PREPOSITIONS = {"of", "at", "from", "for", "with", "chez", "bei", "de", "du", "des"}
 
 
 def _name_of_run(run: Sequence[str]) -> str | None:
@@ -540,7 +557,7 @@ def _name_of_run(run: Sequence[str]) -> str | None:
         picked.insert(0, token)
         if len(picked) == 4:
             break
-    while picked and picked[0].lower() in _PARTICLES:
+    while picked and (picked[0].lower() in _PARTICLES or picked[0].rstrip(".") in _HONORIFICS):
         picked.pop(0)
     if not picked:
         return None
@@ -768,6 +785,8 @@ def about_heading(text: str) -> str | None:
     if not match:
         return None
     name = match.group("name").strip().strip("*_").strip()
+    if re.search(r"\b(?:Inc|Corp|Ltd|Co|Cie|Bhd|Pty|Ltée|S\.A|N\.V|L\.P|plc)$", name) and text.rstrip().endswith("."):
+        name += "."  # "About Granite Peak Minerals Corp.": the full stop belongs to the name
     return name if name and not name.endswith((",",)) and len(name.split()) <= 10 else None
 
 

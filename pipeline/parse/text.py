@@ -30,7 +30,8 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode(path: Path, data: bytes) -> str:
-    """UTF-8 (with or without BOM) when valid, else the encoding charset-normalizer detects.
+    """UTF-8 (with or without BOM) when valid, else Windows-1252 for Western European text, else the
+    encoding charset-normalizer detects.
 
     Binary data (NUL bytes, or nothing that decodes as text) is refused. Line endings become \\n.
     """
@@ -39,14 +40,35 @@ def decode(path: Path, data: bytes) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        best = from_bytes(data).best()
-        if best is None:
+        western = _western_european(data)
+        best = from_bytes(data).best() if western is None else None
+        if western is None and best is None:
             line = data[: exc.start].count(b"\n") + 1
             raise ReleaseParseError(
                 path, "cannot decode: not UTF-8 and no other text encoding fits", line=line
             ) from None
-        text = str(best)
+        text = western if western is not None else str(best)
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\x0c", "\n")
+
+
+_WESTERN_MARKS = set("«»°£€’‘“”–—…•©®™§¢¿¡·\u00a0")
+
+
+def _western_european(data: bytes) -> str | None:
+    """The text as Windows-1252 (a superset of Latin-1) when it reads as a Western European language: every
+    non-ASCII character an accented letter or common typography, and accented letters a minority of the
+    letters. Statistical detectors misjudge short French or German texts; this is the common case."""
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    letters = sum(1 for c in text if c.isalpha())
+    accented = [c for c in text if ord(c) > 127]
+    if not accented or not letters:
+        return None
+    if not all(c in _WESTERN_MARKS or ("\u00c0" <= c <= "\u00ff" and c.isalpha()) for c in accented):
+        return None
+    return text if len(accented) <= 0.3 * letters else None
 
 
 def read_text(path: Path) -> str:
