@@ -144,8 +144,8 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
     release_date: date | None = meta.get("date") or leading_date or (dateline.date if dateline else None)
     if release_date is None:
         for block in pre:
-            found = find_date(_flat(block.text))
-            if found and len(_flat(block.text)) < 60:
+            found = find_date(_flat(block.text)) if len(_flat(block.text)) < 60 else None
+            if found:
                 release_date = found[0]
                 break
     body = tuple(sections["body"])
