@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
-from pipeline.intake import default_due, queue_release
+from pipeline.intake import queue_automatically
 from pipeline.parse.feeds import FeedItem, fetch, is_url, read_feed
 from pipeline.store import Store
 
@@ -119,17 +119,8 @@ def _ingest_item(
                 state = "old"
                 note = f"older than {max_age.days} days: not queued"
             else:
-                zone = settings.zone
                 origin = f"feed:{hashlib.sha256(f'{feed_key}|{item.key}'.encode()).hexdigest()[:24]}"
-                distribution_id, _ = queue_release(
-                    store,
-                    settings,
-                    release,
-                    audiences,
-                    default_due(release, zone, now),
-                    settings.timezone,
-                    origin=f"{origin}:{','.join(sorted(audiences))}",
-                )
+                distribution_id, _ = queue_automatically(store, settings, release, audiences, origin, now)
     except PipelineError as exc:
         return entry("failed", str(exc))
     store.record_feed_entry(feed_key, item.key, digest, release_id, now)

@@ -74,6 +74,21 @@ def queue_release(
     return store.create_distribution(release_id, audiences, when, zone_name, origin=origin), False
 
 
+def queue_automatically(
+    store: Store, settings: Settings, release: Release, audiences: Sequence[str], origin: str, now: datetime
+) -> tuple[int | None, bool]:
+    """queue_release at the release's default time, once per origin and audiences (see queue_release)."""
+    return queue_release(
+        store,
+        settings,
+        release,
+        audiences,
+        default_due(release, settings.zone, now),
+        settings.timezone,
+        origin=f"{origin}:{','.join(sorted(audiences))}",
+    )
+
+
 @dataclass
 class IntakeReport:
     files: int = 0
@@ -106,16 +121,7 @@ def intake_folder(
             _, state = store.save_release(release)
             setattr(report, state, getattr(report, state) + 1)
             audiences = release.audiences or settings.releases.default_audiences
-            origin = f"auto:{release.slug}:{','.join(sorted(audiences))}"
-            dist_id, moved = queue_release(
-                store,
-                settings,
-                release,
-                audiences,
-                default_due(release, zone, now),
-                settings.timezone,
-                origin=origin,
-            )
+            dist_id, moved = queue_automatically(store, settings, release, audiences, f"auto:{release.slug}", now)
             if moved:
                 report.rescheduled += 1
             elif dist_id is not None:
