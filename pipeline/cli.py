@@ -207,7 +207,7 @@ def preview(state: State, file: Path, out: Path | None) -> None:
     rendition = rt.renderer.email(release, release.slug)
     sample = Recipient(0, "journalist@example.com", "Sample Journalist", rt.links.url("journalist@example.com"))
     message = build_message(rendition, sample, rt.clock(), rt.links.mailto_url(sample.address))
-    item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()))
+    item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()), rt.clock())
     written = write_preview(rt.renderer, release, release.slug, rendition, folder, message.as_bytes(), item)
     table = Table("variant", "file", title=f"Preview of {release.title}", title_justify="left")
     for path in written:

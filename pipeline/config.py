@@ -94,12 +94,36 @@ class OrganizationSettings(_Section):
     url: str | None = None
 
 
+class FeedsSettings(_Section):
+    """Which feeds the newsroom publishes: formats, and the per-category and per-language sets."""
+
+    formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
+    categories: Literal["all", "none"] | tuple[str, ...] = "all"
+    languages: Literal["all", "none"] | tuple[str, ...] = "all"
+    websub_hub: str | None = None
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one of rss, atom, json")
+        return value
+
+    @field_validator("websub_hub")
+    @classmethod
+    def _hub_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class SiteSettings(_Section):
     base_url: str = "http://localhost:8000"
     output_dir: Path = Path("public")
     title: str | None = None
     description: str = "Press releases"
     feed_items: int = Field(50, ge=1)
+    page_size: int = Field(20, ge=1)
 
     @field_validator("base_url")
     @classmethod
@@ -158,6 +182,7 @@ class Settings(_Section):
     sender: SenderSettings
     organization: OrganizationSettings
     site: SiteSettings = SiteSettings()
+    feeds: FeedsSettings = FeedsSettings()
     releases: ReleasesSettings = ReleasesSettings()
     contacts: ContactsSettings = ContactsSettings()
     audiences: dict[str, AudienceSettings] = Field(default_factory=lambda: {"all": AudienceSettings()})

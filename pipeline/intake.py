@@ -95,6 +95,7 @@ class IntakeReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    corrected: int = 0
     queued: list[int] = field(default_factory=list)
     rescheduled: int = 0
     problems: int = 0
@@ -120,12 +121,14 @@ def intake_folder(
             report.problems += len(release.problems)
             _, state = store.save_release(release)
             setattr(report, state, getattr(report, state) + 1)
-            audiences = release.audiences or settings.releases.default_audiences
-            dist_id, moved = queue_automatically(store, settings, release, audiences, f"auto:{release.slug}", now)
-            if moved:
-                report.rescheduled += 1
-            elif dist_id is not None:
-                report.queued.append(dist_id)
+            # A correction changes the release in place (newsroom, feeds); its recipients are not mailed again.
+            audiences = () if release.corrects else release.audiences or settings.releases.default_audiences
+            if audiences:
+                dist_id, moved = queue_automatically(store, settings, release, audiences, f"auto:{release.slug}", now)
+                if moved:
+                    report.rescheduled += 1
+                elif dist_id is not None:
+                    report.queued.append(dist_id)
         except PipelineError as exc:
             report.failed.append(str(exc))
         if step:

@@ -27,6 +27,20 @@ class Boilerplate:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image or file that goes with a release: feed enclosure / media:content, image in pages and email."""
+
+    url: str
+    type: str = "application/octet-stream"
+    title: str | None = None  # alt text for images
+    length: int = 0
+
+    @property
+    def is_image(self) -> bool:
+        return self.type.startswith("image/")
+
+
+@dataclass(frozen=True, slots=True)
 class MediaContact:
     name: str | None
     email: str | None
@@ -57,6 +71,9 @@ class Release:
     send_at: datetime | None = None
     categories: tuple[str, ...] = ()
     organization: str | None = None
+    media: tuple[Attachment, ...] = ()
+    corrects: str | None = None  # the slug of the release this document corrects
+    correction: str | None = None  # what the correction changed, shown with the corrected release
     problems: tuple[str, ...] = ()
 
     @property
@@ -87,6 +104,9 @@ class Release:
             "categories": list(self.categories),
             "send_at": self.send_at.isoformat() if self.send_at else None,
             "organization": self.organization,
+            "media": [asdict(m) for m in self.media],
+            "corrects": self.corrects,
+            "correction": self.correction,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +156,9 @@ class Release:
             send_at=datetime.fromisoformat(data["send_at"]) if data.get("send_at") else None,
             categories=tuple(data.get("categories") or ()),
             organization=data.get("organization"),
+            media=tuple(Attachment(**m) for m in data.get("media") or ()),
+            corrects=data.get("corrects"),
+            correction=data.get("correction"),
             problems=tuple(data.get("problems") or ()),
         )
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from pipeline.errors import TemplateError
 from pipeline.models import Release
 
 UNSUBSCRIBE_MARK = "%unsubscribe_url%"
+MAX_EMAIL_HTML = 90 * 1024  # bytes after inlining; Gmail clips messages at about 102 KB
 
 _CHROME = {
     "en": {
@@ -34,10 +36,13 @@ _CHROME = {
         "why": "You receive this because you are on the media list of",
         "embargo": "Embargoed until",
         "read_online": "Read online",
+        "truncated": "This release is too long for email. Read the full release online:",
         "newsroom": "Newsroom",
         "published": "Published",
         "older": "Older",
         "newer": "Newer",
+        "correction": "Correction",
+        "updated": "Updated",
     },
     "fr": {
         "about": "À propos de",
@@ -47,10 +52,13 @@ _CHROME = {
         "why": "Vous recevez ce message car vous figurez sur la liste médias de",
         "embargo": "Sous embargo jusqu'au",
         "read_online": "Lire en ligne",
+        "truncated": "Ce communiqué est trop long pour un courriel. Lisez-le en entier en ligne :",
         "newsroom": "Salle de presse",
         "published": "Publié le",
         "older": "Plus anciens",
         "newer": "Plus récents",
+        "correction": "Correctif",
+        "updated": "Mis à jour le",
     },
 }
 _FR_MONTHS = [
@@ -154,7 +162,12 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters.update(
-            wrap=_wrap, linkify=_linkify, long_date=long_date, rfc822=format_datetime, local=self._local
+            wrap=_wrap,
+            linkify=_linkify,
+            long_date=long_date,
+            rfc822=format_datetime,
+            local=self._local,
+            slugify=slugify,
         )
         self.env.globals.update(
             settings=settings,
@@ -189,18 +202,37 @@ class Renderer:
             "summary": summary(release),
             "links": _links([*release.body, *(a.text for a in release.about)]),
             "quoted": quoted_paragraphs(release),
+            "images": [m for m in release.media if m.is_image],
+            "embargo_notice": None,
+            "truncated": False,
         }
 
     def page_url(self, slug: str) -> str:
         return f"{self.settings.site.base_url}/releases/{slug}/"
 
-    def email(self, release: Release, slug: str) -> EmailRendition:
-        context = self.context(release, slug) | {"unsubscribe_url": UNSUBSCRIBE_MARK}
+    def embargo_notice(self, release: Release) -> str | None:
+        """ "EMBARGOED UNTIL 09:00 EST, March 5, 2026" in the configured zone and the release's language."""
+        if release.embargo is None:
+            return None
+        local = release.embargo.astimezone(ZoneInfo(self.settings.timezone))
+        if release.language == "fr":
+            when = f"{long_date(local, 'fr')} à {local:%H} h {local:%M} ({local:%Z})"
+            return f"SOUS EMBARGO JUSQU'AU {when}"
+        return f"EMBARGOED UNTIL {local:%H:%M} {local:%Z}, {long_date(local, 'en')}"
+
+    def email(self, release: Release, slug: str, embargoed_preview: bool = False) -> EmailRendition:
+        """The email, rendered once. An embargoed preview (sent before the embargo lifts, to trusted
+        journalists only) states the embargo in the subject and in a banner."""
+        notice = self.embargo_notice(release) if embargoed_preview else None
+        context = self.context(release, slug) | {"unsubscribe_url": UNSUBSCRIBE_MARK, "embargo_notice": notice}
         html = self._inliner.inline(self.render("email.html", **context))
+        if len(html.encode()) > MAX_EMAIL_HTML:
+            html = self._shortened(release, context)
         text = self.render("email.txt", **context)
         sender = self.settings.sender
+        subject = subject_line(release)
         return EmailRendition(
-            subject=subject_line(release),
+            subject=f"{notice}: {subject}" if notice else subject,
             html=html,
             text=text,
             from_address=sender.from_address,
@@ -211,8 +243,35 @@ class Renderer:
             categories=release.categories,
         )
 
-    def page(self, release: Release, slug: str, published_at: datetime | None) -> str:
-        return self.render("page.html", **self.context(release, slug, published_at))
+    def _shortened(self, release: Release, context: dict[str, Any]) -> str:
+        """The HTML email of a very long release, cut to the most paragraphs that keep it under the limit
+        (Gmail clips at about 102 KB, hiding the unsubscribe link); the rest is one click away online."""
+        low, high, best = 0, len(release.body), ""
+        while low <= high:
+            keep = (low + high) // 2
+            cut = replace(release, body=release.body[:keep], about=(), forward_looking_statements=None)
+            html = self._inliner.inline(self.render("email.html", **(context | {"release": cut, "truncated": True})))
+            if len(html.encode()) <= MAX_EMAIL_HTML:
+                best, low = html, keep + 1
+            else:
+                high = keep - 1
+        if not best:
+            raise TemplateError("email.html", f"the email stays over {MAX_EMAIL_HTML // 1024} KB even without its body")
+        return best
+
+    def labels(self, language: str | None) -> dict[str, str]:
+        return chrome(language)
+
+    def page(self, release: Release, slug: str, published_at: datetime | None, **extra: Any) -> str:
+        """The newsroom page; `extra` carries what only the site knows (feeds, JSON-LD, correction time)."""
+        defaults: dict[str, Any] = {"feeds": [], "json_ld": None, "updated_at": None}
+        return self.render("page.html", **(self.context(release, slug, published_at) | defaults | extra))
+
+
+def slugify(text: str) -> str:
+    """A URL path segment for a category name: "Funding & Grants" → "funding-grants"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-") or "other"
 
 
 def subject_line(release: Release) -> str:

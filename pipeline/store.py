@@ -262,7 +262,9 @@ class Store:
     # --- releases --------------------------------------------------------------------------------------
 
     def save_release(self, release: Release, now: datetime | None = None) -> tuple[int, str]:
-        """Insert or update by slug. Returns (id, "new" | "updated" | "unchanged")."""
+        """Insert or update by slug, or correct the release named by `release.corrects`.
+        Returns (id, "new" | "updated" | "unchanged" | "corrected"). Raises NotFoundError for a correction of
+        an unknown slug."""
         now = now or utcnow()
         digest = release.content_hash
         values = {
@@ -276,11 +278,15 @@ class Store:
             "updated_at": now,
         }
         with self.engine.begin() as db:
+            if release.corrects:
+                return self._apply_correction(db, release, values)
             row = db.execute(
-                sa.select(releases.c.id, releases.c.content_hash, releases.c.version).where(
+                sa.select(releases.c.id, releases.c.content_hash, releases.c.version, releases.c.data).where(
                     releases.c.slug == release.slug
                 )
             ).first()
+            if row is not None and row.data.get("corrects"):
+                return int(row.id), "unchanged"  # corrected since: only another correction changes it now
             if row is None:
                 new_id = db.execute(
                     releases.insert().values(slug=release.slug, created_at=now, **values).returning(releases.c.id)
@@ -290,6 +296,24 @@ class Store:
                 return int(row.id), "unchanged"
             db.execute(releases.update().where(releases.c.id == row.id).values(version=row.version + 1, **values))
             return int(row.id), "updated"
+
+    def _apply_correction(self, db: Connection, release: Release, values: dict[str, Any]) -> tuple[int, str]:
+        """A correction replaces the content of the release it names, keeping that release's slug (so its
+        page, feed guid and deliveries stay the same) and its publication time."""
+        row = db.execute(
+            sa.select(releases.c.id, releases.c.content_hash, releases.c.version).where(
+                releases.c.slug == release.corrects
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(
+                f"{release.source or 'the document'} corrects {release.corrects!r}, but no release has that slug "
+                "(see `pipeline distributions` or the newsroom URLs for slugs)"
+            )
+        if row.content_hash == values["content_hash"]:
+            return int(row.id), "unchanged"
+        db.execute(releases.update().where(releases.c.id == row.id).values(version=row.version + 1, **values))
+        return int(row.id), "corrected"
 
     def _stored(self, row: sa.Row[Any]) -> StoredRelease:
         return StoredRelease(

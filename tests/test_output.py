@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import feedparser
 import pytest
 
-from pipeline.feed import FeedEntry, render_feed
+from pipeline.feed import FeedBuilder, FeedEntry, FeedSet
 from pipeline.message import build_message
 from pipeline.models import Recipient
 from pipeline.parse import parse_release
@@ -67,7 +67,8 @@ def test_feed_reads_back_with_every_field(runtime: Runtime, project: Path) -> No
     release = _release(project)
     french = replace(release, headline="Acme ouvre un laboratoire", language="fr", categories=("labo",))
     entries = [FeedEntry(release, release.slug, NOW), FeedEntry(french, french.slug, NOW)]
-    parsed = feedparser.parse(render_feed(runtime.renderer, entries, NOW).encode())
+    feed = FeedSet("all", "Acme", "", tuple(entries))
+    parsed = feedparser.parse(FeedBuilder(runtime.renderer, NOW).render("rss", feed).encode())
     assert not parsed.bozo
     assert parsed.feed.links[0].href == "https://news.acme.example.com/" or parsed.feed.link
     self_links = [link.href for link in parsed.feed.links if link.rel == "self"]
@@ -108,7 +109,7 @@ def test_project_template_overrides_and_a_broken_feed_is_never_written(runtime: 
     good = build_site(runtime.store, runtime.renderer, NOW).feed.read_bytes()
     templates = project.parent / "templates"
     templates.mkdir()
-    (templates / "feed_item.xml").write_text("<item><title>{{ release.title }}</title>", encoding="utf-8")
+    (templates / "feed_item.xml").write_text("<item><title>{{ item.title }}</title>", encoding="utf-8")
     (templates / "_theme.css").write_text("h1 { color: #ff0000; }", encoding="utf-8")
     overridden = Renderer(runtime.settings)
     assert 'style="color: #ff0000' in overridden.email(release, release.slug).html

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
 from typing import Any
 
 from pipeline.errors import ReleaseParseError
-from pipeline.models import Boilerplate, MediaContact, Quote, Release
+from pipeline.models import Attachment, Boilerplate, MediaContact, Quote, Release
 from pipeline.parse import fields
 from pipeline.parse.dates import find_date, parse_date, parse_datetime
 from pipeline.parse.document import Block, Document
@@ -29,6 +30,9 @@ _META_KEYS: dict[str, tuple[str, ...]] = {
     "slug": ("slug",),
     "summary": ("summary", "description", "excerpt"),
     "url": ("url", "url_source", "source", "link", "canonical_url", "permalink"),
+    "media": ("media", "images", "image", "attachments", "attachment", "featured_image", "enclosures"),
+    "corrects": ("corrects", "correction_of", "corrects_release"),
+    "correction": ("correction", "correction_note"),
 }
 # Keys static-site generators and converters put in front matter; they say nothing about the release.
 _SITE_KEYS = {
@@ -37,10 +41,7 @@ _SITE_KEYS = {
     "draft",
     "weight",
     "aliases",
-    "image",
-    "images",
     "thumbnail",
-    "featured_image",
     "template",
     "menu",
     "toc",
@@ -183,6 +184,9 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
         send_at=meta.get("send_at"),
         categories=tuple(meta.get("categories") or ()),
         organization=meta.get("organization"),
+        media=tuple(meta.get("media") or ()),
+        corrects=meta.get("corrects"),
+        correction=meta.get("correction"),
         problems=tuple(problems),
     )
 
@@ -516,6 +520,8 @@ def _meta_value(key: str, value: Any, zone: tzinfo) -> Any:
         if when is None:
             raise ValueError(f"{value!r} is not a date and time (use e.g. 2026-03-05T09:00:00-05:00)")
         return when
+    if key == "media":
+        return tuple(_attachment(item) for item in (value if isinstance(value, list) else [value]))
     if key == "language":
         code = str(value).strip().lower().replace("_", "-").split("-")[0]
         if not re.fullmatch(r"[a-z]{2}", code):
@@ -524,6 +530,24 @@ def _meta_value(key: str, value: Any, zone: tzinfo) -> Any:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value).strip()
+
+
+def _attachment(item: Any) -> Attachment:
+    """`images: [photo.jpg]` or `images: [{url: …, alt: …, type: …, length: …}]`."""
+    if isinstance(item, dict):
+        url = str(item.get("url") or item.get("src") or "").strip()
+        title = item.get("alt") or item.get("title") or item.get("caption")
+        kind, length = item.get("type"), item.get("length") or item.get("size") or 0
+    else:
+        url, title, kind, length = str(item).strip(), None, None, 0
+    if not url:
+        raise ValueError("an image or attachment needs a url")
+    try:
+        size = int(length)
+    except (TypeError, ValueError):
+        raise ValueError(f"length {length!r} is not a number of bytes") from None
+    guessed = mimetypes.guess_type(url.split("?")[0])[0] or "application/octet-stream"
+    return Attachment(url=url, type=str(kind or guessed), title=str(title) if title else None, length=size)
 
 
 __all__ = ["MediaContact", "Quote", "assemble"]
