@@ -23,8 +23,8 @@ run: $(STAMP)
 	$(BIN)/pipeline run --once
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/ruff check pipeline tests bench tools
+	$(BIN)/ruff format --check pipeline tests bench tools
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
