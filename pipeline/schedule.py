@@ -65,9 +65,9 @@ class Worker:
         due = self.rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.SENDING], now)
         return [d.id for d in due]
 
-    def dispatch_and_publish(self, ids: list[int]) -> SweepReport:
-        """Dispatch the given distributions, then rebuild the public site if anything became public or the
-        site does not exist yet."""
+    def dispatch_and_publish(self, ids: list[int], rebuild: bool = False) -> SweepReport:
+        """Dispatch the given distributions, then rebuild the public site if anything became public, if asked
+        (a release was corrected or edited), or if the site does not exist yet."""
         report = SweepReport()
         with self._lock:
             for dist_id in ids:
@@ -78,7 +78,7 @@ class Worker:
                 except PipelineError as exc:
                     report.errors.append(f"distribution {dist_id}: {exc}")
             published = any(r.published for r in report.dispatched)
-            if published or not (self.rt.settings.output_dir / "feed.xml").exists():
+            if published or rebuild or not (self.rt.settings.output_dir / "index.html").exists():
                 try:
                     report.site = build_site(self.rt.store, self.rt.renderer, self.rt.clock())
                 except PipelineError as exc:
@@ -89,7 +89,8 @@ class Worker:
         """Take in the releases folder, dispatch everything due, publish, and arm timers for the rest."""
         now = self.rt.clock()
         intake_report = intake_folder(self.rt.store, self.rt.settings, now)
-        report = self.dispatch_and_publish(self.due(now))
+        changed = intake_report.corrected + intake_report.updated > 0
+        report = self.dispatch_and_publish(self.due(now), rebuild=changed)
         report.intake = intake_report
         if self._scheduler is not None:
             self._arm_timers()

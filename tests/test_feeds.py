@@ -325,3 +325,27 @@ def test_index_is_paginated_newest_first(tmp_path: Path) -> None:
     last = lxml_html.fromstring((out / "page" / "3" / "index.html").read_bytes())
     assert last.xpath("//a[@rel='prev']/@href") == [f"{BASE}/page/2/"]
     assert not last.xpath("//a[@rel='next']")
+
+
+def test_correction_file_through_run_once(project: Path) -> None:
+    from tests.conftest import run_cli
+
+    assert run_cli(project, "run", "--once").exit_code == 0
+    out = project.parent / "public"
+    outbox = project.parent / "var" / "outbox"
+    sent = len(list(outbox.rglob("*.eml")))
+    (entry,) = feedparser.parse((out / "feed.xml").read_bytes()).entries
+    slug = entry.link.rstrip("/").rsplit("/", 1)[1]
+    (project.parent / "releases" / "fix.md").write_text(
+        f"---\ntitle: Acme Instruments Ships Its First Quantum Thermometer\ncorrects: {slug}\n"
+        "correction: The sensor reads to a millionth of a degree, not a billionth.\n---\n\n"
+        "SPRINGFIELD, Ontario--(EXAMPLE WIRE)--Acme Instruments today shipped its first quantum thermometer.\n",
+        encoding="utf-8",
+    )
+    result = run_cli(project, "run", "--once")
+    assert result.exit_code == 0, result.output
+    (corrected,) = feedparser.parse((out / "feed.xml").read_bytes()).entries
+    assert corrected.id == entry.id
+    assert "not a billionth" in corrected.content[0].value
+    assert "<atom:updated>" in (out / "feed.xml").read_text()
+    assert len(list(outbox.rglob("*.eml"))) == sent  # nobody is mailed the correction
