@@ -197,14 +197,21 @@ def _print_release(path: Path, release: Release) -> None:
     default=None,
     help="Folder for the previews (default: var/preview/<slug>).",
 )
+@click.option(
+    "--embargoed",
+    is_flag=True,
+    help="Render the email as an embargoed preview (EMBARGOED UNTIL … in the subject and a banner).",
+)
 @pass_state
-def preview(state: State, file: Path, out: Path | None) -> None:
+def preview(state: State, file: Path, out: Path | None, embargoed: bool) -> None:
     """Render every variant of one release without sending: email.html, email.txt, message.eml, page.html,
     feed-item.xml."""
     rt = state.runtime
     release = parse_release(file, rt.settings.zone)
+    if embargoed and release.embargo is None:
+        fail(f"{file}: --embargoed needs a release with an embargo (an EMBARGOED UNTIL line or `embargo:`)")
     folder = out or rt.settings.resolve(rt.settings.state_dir) / "preview" / release.slug
-    rendition = rt.renderer.email(release, release.slug)
+    rendition = rt.renderer.email(release, release.slug, embargoed_preview=embargoed)
     sample = Recipient(0, "journalist@example.com", "Sample Journalist", rt.links.url("journalist@example.com"))
     message = build_message(rendition, sample, rt.clock(), rt.links.mailto_url(sample.address))
     item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()), rt.clock())

@@ -145,3 +145,21 @@ def test_a_release_too_long_for_email_is_cut_with_a_link(runtime: Runtime) -> No
     assert "Paragraph 0." in rendition.html and "Paragraph 399." not in rendition.html
     assert "too long for email" in rendition.html
     assert "%unsubscribe_url%" in rendition.html  # the footer and its unsubscribe link survive
+
+
+def test_preview_command_writes_an_embargoed_preview(project: Path) -> None:
+    from tests.conftest import run_cli
+
+    path = project.parent / "releases" / "embargoed.txt"
+    path.write_text(
+        "EMBARGOED UNTIL 09:00 ET, 5 March 2026\n\nAcme Opens a Lab\n\n"
+        "SPRINGFIELD, Ontario--(EXAMPLE WIRE)--Acme opened a lab today in Springfield.\n",
+        encoding="utf-8",
+    )
+    out = project.parent / "preview"
+    result = run_cli(project, "preview", str(path), "--out", str(out), "--embargoed")
+    assert result.exit_code == 0, result.output
+    message = email.message_from_bytes((out / "message.eml").read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "EMBARGOED UNTIL 09:00 EST, March 5, 2026: Acme Opens a Lab"
+    plain = run_cli(project, "preview", str(project.parent / "releases" / "acme.txt"), "--embargoed")
+    assert plain.exit_code == 2 and "needs a release with an embargo" in plain.output
