@@ -22,8 +22,8 @@ from markupsafe import Markup
 
 from pipeline.errors import FeedError
 from pipeline.files import write_atomically
-from pipeline.models import Release
-from pipeline.render import Renderer, slugify, summary
+from pipeline.models import Release, slugify
+from pipeline.render import Renderer, summary
 
 FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml", "json": "application/feed+json"}

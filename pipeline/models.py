@@ -12,6 +12,12 @@ from datetime import date, datetime
 from typing import Any
 
 
+def slugify(text: str, default: str = "other") -> str:
+    """A URL path segment: "Café & Co. Opens" → "cafe-co-opens"; `default` when nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-") or default
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     speaker: str | None
@@ -88,8 +94,7 @@ class Release:
     @property
     def slug(self) -> str:
         """Stable identity: the date and the title, so re-parsing a file maps to the same release."""
-        text = unicodedata.normalize("NFKD", self.title).encode("ascii", "ignore").decode().lower()
-        words = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].rstrip("-") or "release"
+        words = slugify(self.title, default="")[:60].rstrip("-") or "release"
         return f"{self.date.isoformat()}-{words}" if self.date else words
 
     @property

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from email.utils import format_datetime
@@ -22,7 +21,7 @@ from markupsafe import Markup, escape
 
 from pipeline.config import Settings
 from pipeline.errors import TemplateError
-from pipeline.models import Release
+from pipeline.models import Release, slugify
 
 UNSUBSCRIBE_MARK = "%unsubscribe_url%"
 MAX_EMAIL_HTML = 90 * 1024  # bytes after inlining; Gmail clips messages at about 102 KB
@@ -266,12 +265,6 @@ class Renderer:
         """The newsroom page; `extra` carries what only the site knows (feeds, JSON-LD, correction time)."""
         defaults: dict[str, Any] = {"feeds": [], "json_ld": None, "updated_at": None}
         return self.render("page.html", **(self.context(release, slug, published_at) | defaults | extra))
-
-
-def slugify(text: str) -> str:
-    """A URL path segment for a category name: "Funding & Grants" → "funding-grants"."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-") or "other"
 
 
 def subject_line(release: Release) -> str:
