@@ -74,22 +74,22 @@ def guid(base_url: str, slug: str) -> str:
 
 
 def feed_sets(renderer: Renderer, entries: Sequence[FeedEntry]) -> list[FeedSet]:
-    """The feeds config.yaml asks for, each with its newest `site.feed_items` entries."""
+    """The feeds config.yaml asks for, each with every matching entry (newest first); a feed shows the newest
+    `site.feed_items` of them, the newsroom listing shows them all."""
     settings = renderer.settings
-    limit = settings.site.feed_items
     title = settings.site_title
-    sets = [FeedSet("all", title, "", tuple(entries[:limit]))]
+    sets = [FeedSet("all", title, "", tuple(entries))]
     wanted_categories = settings.feeds.categories
     if wanted_categories != "none":
         names = sorted({c for e in entries for c in e.release.categories}, key=str.lower)
         for name in names if wanted_categories == "all" else wanted_categories:
-            chosen = tuple(e for e in entries if name in e.release.categories)[:limit]
+            chosen = tuple(e for e in entries if name in e.release.categories)
             sets.append(FeedSet(f"category:{name}", f"{title} · {name}", f"categories/{slugify(name)}/", chosen))
     wanted_languages = settings.feeds.languages
     if wanted_languages != "none":
         codes = sorted({e.release.language for e in entries if e.release.language})
         for code in codes if wanted_languages == "all" else wanted_languages:
-            chosen = tuple(e for e in entries if e.release.language == code)[:limit]
+            chosen = tuple(e for e in entries if e.release.language == code)
             sets.append(FeedSet(f"language:{code}", f"{title} ({code})", f"languages/{code}/", chosen))
     return sets
 
@@ -133,8 +133,12 @@ class FeedBuilder:
             self._rendered[key] = self.renderer.render(template, item=item)
         return self._rendered[key]
 
+    def shown(self, feed: FeedSet) -> list[Item]:
+        """The items a feed carries: its newest `site.feed_items` entries."""
+        return [self.item(e) for e in feed.entries[: self.renderer.settings.site.feed_items]]
+
     def render(self, fmt: str, feed: FeedSet) -> str:
-        items = [self.item(e) for e in feed.entries]
+        items = self.shown(feed)
         self_url = f"{self.base}/{feed.folder}{FILES[fmt]}"
         hub = self.renderer.settings.feeds.websub_hub
         if fmt == "json":
@@ -160,7 +164,7 @@ class FeedBuilder:
             for fmt in self.renderer.settings.feeds.formats:
                 text = self.render(fmt, feed)
                 path = f"{feed.folder}{FILES[fmt]}"
-                check_feed(text, [self.item(e) for e in feed.entries], where=path)
+                check_feed(text, self.shown(feed), where=path)
                 out[path] = text
         return out
 
@@ -171,10 +175,9 @@ def render_item(renderer: Renderer, entry: FeedEntry, built_at: datetime) -> str
     return builder.rendered_item("rss", builder.item(entry))
 
 
-def write_feeds(renderer: Renderer, entries: Sequence[FeedEntry], out_dir: Path, built_at: datetime) -> list[Path]:
+def write_feeds(renderer: Renderer, feeds: Sequence[FeedSet], out_dir: Path, built_at: datetime) -> list[Path]:
     """Build and check every feed first; write them only when all pass, each atomically."""
-    builder = FeedBuilder(renderer, built_at)
-    built = builder.build(feed_sets(renderer, entries))
+    built = FeedBuilder(renderer, built_at).build(feeds)
     written = []
     for relative, text in built.items():
         write_atomically(out_dir / relative, text)

@@ -34,7 +34,7 @@ def build_site(store: Store, renderer: Renderer, now: datetime) -> SiteReport:
     published = store.published_releases(now)
     entries = [FeedEntry(p.release, p.slug, p.published_at, p.updated_at) for p in published]
     sets = feed_sets(renderer, entries)
-    written_feeds = write_feeds(renderer, entries, out, now)
+    written_feeds = write_feeds(renderer, sets, out, now)
     alternates = {s.key: _alternates(renderer, s) for s in sets}
     for item in published:
         page = renderer.page(
@@ -46,26 +46,18 @@ def build_site(store: Store, renderer: Renderer, now: datetime) -> SiteReport:
             updated_at=item.updated_at if item.release.correction else None,
         )
         write_atomically(out / "releases" / item.slug / "index.html", page)
+    by_slug = {p.slug: p for p in published}
     for feed in sets:
-        chosen = [p for p in published if _in_set(p, feed.key)]
+        chosen = [by_slug[e.slug] for e in feed.entries]
         _write_listing(renderer, out / feed.folder, feed, chosen, alternates[feed.key])
     feed_path = out / FILES[settings.feeds.formats[0]]
     return SiteReport(
         pages=len(published),
-        feed_items=len(sets[0].entries),
+        feed_items=min(len(published), settings.site.feed_items),
         index=out / "index.html",
         feed=feed_path,
         feeds=len(written_feeds),
     )
-
-
-def _in_set(item: StoredRelease, key: str) -> bool:
-    kind, _, value = key.partition(":")
-    if kind == "category":
-        return value in item.release.categories
-    if kind == "language":
-        return item.release.language == value
-    return True
 
 
 def _alternates(renderer: Renderer, feed: FeedSet) -> list[dict[str, str]]:
