@@ -272,7 +272,8 @@ def _item_problems(got: Any, want: Item) -> list[str]:
     expect("creator", got.get("author") == want.creator)
     expect("categories", [t.get("term") for t in got.get("tags") or []] == list(want.categories))
     if want.media:
-        found = {e.get("href") or e.get("url") for e in [*(got.get("enclosures") or []), *_media(got)]}
+        attached = [*(got.get("enclosures") or []), *(got.get("media_content") or [])]
+        found = {e.get("href") or e.get("url") for e in attached}
         expect("media", all(url in found for url, *_ in want.media))
     return problems
 
@@ -311,10 +312,6 @@ def _json_time(value: Any) -> tuple[int, ...] | None:
         return tuple(datetime.fromisoformat(str(value)).astimezone(UTC).timetuple()) if value else None
     except ValueError:
         return None
-
-
-def _media(entry: Any) -> list[Any]:
-    return list(entry.get("media_content") or [])
 
 
 def _same_second(parsed: Any, when: datetime) -> bool:
