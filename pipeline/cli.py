@@ -29,7 +29,7 @@ from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
-from pipeline.message import build_message
+from pipeline.message import MessageTemplate
 from pipeline.models import DeliveryStatus, DistributionStatus, Recipient, Release
 from pipeline.parse import parse_release
 from pipeline.render import write_preview
@@ -213,9 +213,9 @@ def preview(state: State, file: Path, out: Path | None, embargoed: bool) -> None
     folder = out or rt.settings.resolve(rt.settings.state_dir) / "preview" / release.slug
     rendition = rt.renderer.email(release, release.slug, embargoed_preview=embargoed)
     sample = Recipient(0, "journalist@example.com", "Sample Journalist", rt.links.url("journalist@example.com"))
-    message = build_message(rendition, sample, rt.clock(), rt.links.mailto_url(sample.address))
+    message = MessageTemplate(rendition).render(sample, rt.clock(), rt.links.mailto_url(sample.address))
     item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()), rt.clock())
-    written = write_preview(rt.renderer, release, release.slug, rendition, folder, message.as_bytes(), item)
+    written = write_preview(rt.renderer, release, release.slug, rendition, folder, message, item)
     table = Table("variant", "file", title=f"Preview of {release.title}", title_justify="left")
     for path in written:
         table.add_row(path.name, str(path))

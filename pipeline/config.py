@@ -65,7 +65,7 @@ class SmtpSettings(_Section):
 
 
 class SendgridSettings(_Section):
-    host: str = "https://api.sendgrid.com"
+    host: str = "https://api.sendgrid.com"  # https://api.eu.sendgrid.com for the EU region
     api_key_env: str = "SENDGRID_API_KEY"
     sandbox: bool = False
     timeout: float = Field(30, gt=0)
@@ -257,6 +257,29 @@ class Settings(_Section):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(value + "\n")
         return value
+
+    def sendgrid_api_key(self) -> str:
+        """The SendGrid API key, from the environment variable named by `sendgrid.api_key_env`."""
+        key = os.environ.get(self.sendgrid.api_key_env, "").strip()
+        if not key:
+            raise ConfigError(
+                f"the sendgrid transport needs an API key with Mail Send permission in the environment variable "
+                f"{self.sendgrid.api_key_env}",
+                key="sendgrid.api_key_env",
+            )
+        return key
+
+    def smtp_password(self) -> str | None:
+        """The relay password from the environment variable named by `smtp.password_env`, when a login is set."""
+        if not self.smtp.username:
+            return None
+        password = os.environ.get(self.smtp.password_env)
+        if password is None:
+            raise ConfigError(
+                f"smtp.username is set, so the password must be in the environment variable {self.smtp.password_env}",
+                key="smtp.password_env",
+            )
+        return password
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

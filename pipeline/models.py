@@ -254,6 +254,7 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
     FAILED = "failed"
     IN_DOUBT = "in_doubt"
+    RETRY = "retry"  # not handed over (the relay went away, or answered 4xx): back to pending, tried later
 
 
 @dataclass(frozen=True, slots=True)

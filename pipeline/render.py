@@ -24,6 +24,7 @@ from pipeline.errors import TemplateError
 from pipeline.models import Release, slugify
 
 UNSUBSCRIBE_MARK = "%unsubscribe_url%"
+NAME_MARK = "%recipient_name%"  # templates may greet the recipient; replaced per recipient, empty if unknown
 MAX_EMAIL_HTML = 90 * 1024  # bytes after inlining; Gmail clips messages at about 102 KB
 
 _CHROME = {
@@ -223,7 +224,11 @@ class Renderer:
         """The email, rendered once. An embargoed preview (sent before the embargo lifts, to trusted
         journalists only) states the embargo in the subject and in a banner."""
         notice = self.embargo_notice(release) if embargoed_preview else None
-        context = self.context(release, slug) | {"unsubscribe_url": UNSUBSCRIBE_MARK, "embargo_notice": notice}
+        context = self.context(release, slug) | {
+            "unsubscribe_url": UNSUBSCRIBE_MARK,
+            "recipient_name": NAME_MARK,
+            "embargo_notice": notice,
+        }
         html = self._inliner.inline(self.render("email.html", **context))
         if len(html.encode()) > MAX_EMAIL_HTML:
             html = self._shortened(release, context)
@@ -298,8 +303,8 @@ def write_preview(
     out.mkdir(parents=True, exist_ok=True)
     preview_url = f"{renderer.settings.site.base_url}/unsubscribe/preview"
     files = {
-        "email.html": rendition.html.replace(UNSUBSCRIBE_MARK, preview_url),
-        "email.txt": rendition.text.replace(UNSUBSCRIBE_MARK, preview_url),
+        "email.html": rendition.html.replace(UNSUBSCRIBE_MARK, preview_url).replace(NAME_MARK, ""),
+        "email.txt": rendition.text.replace(UNSUBSCRIBE_MARK, preview_url).replace(NAME_MARK, ""),
         "page.html": renderer.page(release, slug, None),
         "feed-item.xml": feed_item,
     }

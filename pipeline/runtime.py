@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
 from pipeline.render import Renderer
 from pipeline.send import Dispatcher
 from pipeline.send.base import Transport
 from pipeline.send.outbox import OutboxTransport
+from pipeline.send.sendgrid import SendGridTransport
+from pipeline.send.smtp import SmtpTransport
 from pipeline.store import Store
 from pipeline.unsubscribe import UnsubscribeLinks
 
@@ -36,9 +37,11 @@ class Runtime:
 
     def transport(self) -> Transport:
         kind = self.settings.transport
-        if kind == "outbox":
-            return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
-        raise ConfigError(f"the {kind!r} transport is not available in this version; use 'outbox'", key="transport")
+        if kind == "sendgrid":
+            return SendGridTransport(self.settings.sendgrid, self.settings.sendgrid_api_key(), self.links)
+        if kind == "smtp":
+            return SmtpTransport(self.settings.smtp, self.settings.smtp_password(), self.links, clock=self.clock)
+        return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.settings, self.store, self.transport(), self.renderer, self.links, clock=self.clock)

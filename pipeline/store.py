@@ -643,32 +643,39 @@ class Store:
                         [{"b_id": r.delivery_id, "b_error": r.error} for r in group],
                     )
 
-    def expire_leases(self, now: datetime, resend_in_flight: bool) -> tuple[int, int]:
-        """Deliveries of a dead worker whose lease ran out: claimed ones go back to pending; ones that were
-        being submitted go back too when the transport is idempotent, else become in_doubt.
+    def claim_holders(self) -> set[str]:
+        """Workers that hold claimed or in-flight deliveries."""
+        with self.engine.begin() as db:
+            return set(
+                db.execute(
+                    sa.select(deliveries.c.claimed_by)
+                    .where(deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]))
+                    .distinct()
+                ).scalars()
+            ) - {None}
+
+    def expire_leases(self, now: datetime, resend_in_flight: bool, dead_workers: Sequence[str] = ()) -> tuple[int, int]:
+        """Take back deliveries of workers that are gone: those whose lease ran out, and every one held by
+        `dead_workers` (known dead, so there is no need to wait for the lease). Claimed ones go back to
+        pending; ones being submitted go back too when the transport is idempotent, else become in_doubt.
         Returns (released, in_doubt)."""
+        gone = sa.or_(deliveries.c.lease_until < now, deliveries.c.claimed_by.in_(list(dead_workers)))
         with self.engine.begin() as db:
             released = db.execute(
                 deliveries.update()
-                .where(
-                    deliveries.c.status == DeliveryStatus.CLAIMED.value,
-                    deliveries.c.lease_until < now,
-                )
+                .where(deliveries.c.status == DeliveryStatus.CLAIMED.value, gone)
                 .values(status=DeliveryStatus.PENDING.value, claimed_by=None, lease_until=None, updated_at=now)
             ).rowcount
             target = DeliveryStatus.PENDING if resend_in_flight else DeliveryStatus.IN_DOUBT
             doubted = db.execute(
                 deliveries.update()
-                .where(
-                    deliveries.c.status == DeliveryStatus.SUBMITTING.value,
-                    deliveries.c.lease_until < now,
-                )
+                .where(deliveries.c.status == DeliveryStatus.SUBMITTING.value, gone)
                 .values(
                     status=target.value,
                     claimed_by=None,
                     lease_until=None,
                     updated_at=now,
-                    error=None if resend_in_flight else "worker died while submitting",
+                    error=None if resend_in_flight else "the worker stopped while submitting; outcome unknown",
                 )
             ).rowcount
         return int(released), int(doubted) if not resend_in_flight else 0

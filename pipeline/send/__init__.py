@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
@@ -49,6 +50,26 @@ class DispatchReport:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_alive(worker: str) -> bool:
+    """False only when `worker` certainly is not running: a process of this host that no longer exists (or is
+    a zombie). Workers of other hosts count as alive; their leases decide."""
+    host, _, pid_text = worker.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class Dispatcher:
@@ -104,8 +125,10 @@ class Dispatcher:
             self.store.set_status(dist.id, DistributionStatus.SENDING, only_from=[DistributionStatus.SCHEDULED])
         report.published = self.store.mark_published(dist.release_id, max(now, embargo or now))
         rendition = self.renderer.email(stored.release, stored.slug)  # once for the whole distribution
-        self.store.expire_leases(now, resend_in_flight=self.transport.idempotent)
+        dead = [w for w in self.store.claim_holders() if w != self.worker and not worker_alive(w)]
+        self.store.expire_leases(now, resend_in_flight=self.transport.idempotent, dead_workers=dead)
         total = self.store.open_count(dist.id)
+        batch_size = min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease))
         done = 0
         consecutive_failures = 0
         retries = 0
@@ -115,7 +138,7 @@ class Dispatcher:
                     report.waiting = "stopped: the distribution was cancelled, held or paused"
                     break
                 lease_until = self.clock() + self.settings.send.lease
-                batch = self.store.claim(dist.id, self.worker, self.settings.send.batch_size, lease_until)
+                batch = self.store.claim(dist.id, self.worker, batch_size, lease_until)
                 if not batch:
                     break
                 ids = self.store.mark_submitting([c.id for c in batch])
@@ -131,18 +154,17 @@ class Dispatcher:
                     results = self.transport.send(rendition, recipients)
                 except TransientSendError as exc:
                     self.store.release_claims(ids)
-                    if not exc.rate_limited:
-                        retries += 1
-                    if retries > self.settings.send.max_retries:
-                        report.errors.append(f"gave up after {retries - 1} retries: {exc}")
-                        report.waiting = "retry budget spent; the next sweep tries again"
+                    retries += 0 if exc.rate_limited else 1
+                    if not self._wait(retries, exc, report):
                         break
-                    self.sleep(self._backoff(retries, exc.retry_after))
                     continue
                 except PermanentSendError as exc:
                     results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
-                retries = 0
+                later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
+                results = [r for r in results if r.outcome is not Outcome.RETRY]
                 self.store.record_results(results, self.clock())
+                if later:
+                    self.store.release_claims(later)
                 for result in results:
                     if result.outcome is Outcome.ACCEPTED:
                         report.accepted += 1
@@ -163,6 +185,13 @@ class Dispatcher:
                         only_from=[DistributionStatus.SENDING],
                     )
                     break
+                if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
+                    progressed = any(r.outcome is Outcome.ACCEPTED for r in results)
+                    retries = 1 if progressed else retries + 1
+                    if not self._wait(retries, TransientSendError(f"{len(later)} recipients to retry"), report):
+                        break
+                else:
+                    retries = 0
         finally:
             self.transport.close()
         report.status = self._finish(dist)
@@ -180,6 +209,15 @@ class Dispatcher:
         final = DistributionStatus.PARTIAL if troubled else DistributionStatus.SENT
         self.store.set_status(dist.id, final, only_from=[DistributionStatus.SENDING])
         return final
+
+    def _wait(self, retries: int, exc: TransientSendError, report: DispatchReport) -> bool:
+        """Sleep before the next attempt; False once the retry budget is spent (the next sweep goes on)."""
+        if retries > self.settings.send.max_retries:
+            report.errors.append(f"gave up after {retries - 1} retries: {exc}")
+            report.waiting = "retry budget spent; the next sweep tries again"
+            return False
+        self.sleep(self._backoff(retries, exc.retry_after))
+        return True
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -8,12 +8,17 @@ marking and pausing. A transport:
 - raises PermanentSendError when the whole batch was refused and retrying cannot help (400/401/403/413);
 - returns Outcome.IN_DOUBT for recipients whose fate it cannot know (the connection died after the request
   went out): the dispatcher never resends those automatically;
-- sets `idempotent` when sending the same delivery twice cannot produce two messages (the outbox overwrites).
+- returns Outcome.RETRY for recipients it did not hand over after all (the relay went away mid-batch, or
+  answered 4xx for that one): they go back to pending;
+- sets `idempotent` when sending the same delivery twice cannot produce two messages (the outbox overwrites);
+- says through `max_batch(lease)` how many recipients it can take in one call and still finish well within a
+  claim's lease (a slow, rate-limited relay takes fewer), so no other worker takes over a batch in flight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from pipeline.models import Recipient, SendResult
@@ -26,6 +31,10 @@ class Transport(Protocol):
 
     def send(self, rendition: EmailRendition, recipients: Sequence[Recipient]) -> list[SendResult]:
         """Hand one batch to the provider; see the module docstring for what to raise or return."""
+        ...
+
+    def max_batch(self, lease: timedelta) -> int:
+        """The most recipients one `send` call should carry."""
         ...
 
     def close(self) -> None:

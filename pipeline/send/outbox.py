@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 from pipeline.files import write_atomically
-from pipeline.message import build_message
+from pipeline.message import MessageTemplate
 from pipeline.models import Outcome, Recipient, SendResult
 from pipeline.render import EmailRendition
 from pipeline.unsubscribe import UnsubscribeLinks
@@ -38,13 +39,17 @@ class OutboxTransport:
 
     def send(self, rendition: EmailRendition, recipients: Sequence[Recipient]) -> list[SendResult]:
         results = []
-        now = self.clock()
+        template = MessageTemplate(rendition)
+        date = format_datetime(self.clock())
         for recipient in recipients:
-            message = build_message(rendition, recipient, now, self.links.mailto_url(recipient.address))
+            message = template.render_dated(recipient, date, self.links.mailto_url(recipient.address))
             path = self.path_for(rendition.release_slug, recipient.address)
-            write_atomically(path, message.as_bytes())
+            write_atomically(path, message)
             results.append(SendResult(recipient.delivery_id, Outcome.ACCEPTED, provider_id=str(path.name)))
         return results
+
+    def max_batch(self, lease: timedelta) -> int:
+        return 1000
 
     def close(self) -> None:
         return None

@@ -1,0 +1,218 @@
+"""Any SMTP relay: one connection reused across messages, STARTTLS or implicit TLS, login, a message rate.
+
+Each message goes MAIL FROM → RCPT TO → DATA on the open connection. What a failure means depends on when
+it happens, so the DATA step is driven by hand:
+- before the end of the message data was sent (refused connection, drop during MAIL/RCPT/DATA): the relay
+  cannot have accepted it; reconnect once and try again, else hand it back to be retried later;
+- after the final "." went out but before the relay answered: in doubt, never resent automatically;
+- a 5xx answer: permanent for that recipient (failed, with the relay's words); a 4xx answer: try later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from pipeline.config import SmtpSettings
+from pipeline.errors import PermanentSendError, TransientSendError
+from pipeline.message import MessageTemplate
+from pipeline.models import Outcome, Recipient, SendResult
+from pipeline.render import EmailRendition
+from pipeline.unsubscribe import UnsubscribeLinks
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Reply(Exception):
+    """A relay answered a step with an error code."""
+
+    def __init__(self, step: str, code: int, text: bytes) -> None:
+        self.code = code
+        super().__init__(f"{step}: {code} {text.decode('utf-8', 'replace')}")
+
+
+class _Dropped(Exception):
+    """The connection failed before the relay could have accepted the message."""
+
+
+class _Unanswered(Exception):
+    """The message went out whole but no answer came back."""
+
+
+class SmtpTransport:
+    name = "smtp"
+    idempotent = False
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        password: str | None,
+        links: UnsubscribeLinks,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings, self.password, self.links = settings, password, links
+        self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
+        self.tls_context = tls_context or ssl.create_default_context()
+        self._connection: smtplib.SMTP | None = None
+        self._next_slot = 0.0
+        self.connections = 0  # opened so far, for tests and benchmarks
+
+    # --- connection -----------------------------------------------------------------------------------
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.tls_context)
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    conn.close()
+                    raise PermanentSendError(
+                        f"the relay {s.host}:{s.port} does not offer STARTTLS; set smtp.security to 'ssl' or 'none'"
+                    )
+                conn.starttls(context=self.tls_context)
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentSendError(f"the relay {s.host}:{s.port} refused the login: {_said(exc)}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientSendError(f"cannot reach the relay {s.host}:{s.port}: {exc}") from exc
+        self.connections += 1
+        return conn
+
+    def _open(self) -> smtplib.SMTP:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def _drop(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def max_batch(self, lease: timedelta) -> int:
+        """With a message rate, a batch must fit in half a lease (else another worker would take it over)."""
+        rate = self.settings.rate_per_second
+        if rate <= 0:
+            return 1000
+        return max(1, min(1000, int(rate * lease.total_seconds() / 2)))
+
+    def close(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+
+    # --- sending -------------------------------------------------------------------------------------
+
+    def _pace(self) -> None:
+        rate = self.settings.rate_per_second
+        if rate <= 0:
+            return
+        now = self.monotonic()
+        if now < self._next_slot:
+            self.sleep(self._next_slot - now)
+            now = self._next_slot
+        self._next_slot = now + 1.0 / rate
+
+    def _transmit(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> str:
+        """One message on an open connection; returns the relay's queue id text. Raises _Reply, _Dropped,
+        _Unanswered."""
+        options = ["SMTPUTF8"] if not (sender.isascii() and recipient.isascii()) else []
+        try:
+            code, text = conn.mail(sender, options)
+            if code != 250:
+                raise _Reply("MAIL FROM", code, text)
+            code, text = conn.rcpt(recipient)
+            if code not in (250, 251):
+                raise _Reply("RCPT TO", code, text)
+            code, text = conn.docmd("DATA")
+            if code != 354:
+                raise _Reply("DATA", code, text)
+            body = _LEADING_DOT.sub(b"..", message)
+            if not body.endswith(b"\r\n"):
+                body += b"\r\n"
+            conn.send(body + b".\r\n")
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise _Dropped(str(exc) or type(exc).__name__) from exc
+        try:
+            code, text = conn.getreply()
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise _Unanswered(str(exc) or type(exc).__name__) from exc
+        if code != 250:
+            raise _Reply("end of DATA", code, text)
+        return text.decode("utf-8", "replace")
+
+    def send(self, rendition: EmailRendition, recipients: Sequence[Recipient]) -> list[SendResult]:
+        template = MessageTemplate(rendition)
+        date = format_datetime(self.clock())
+        results: list[SendResult] = []
+        for index, recipient in enumerate(recipients):
+            message = template.render_dated(recipient, date, self.links.mailto_url(recipient.address))
+            outcome = self._deliver(rendition.from_address, recipient, message)
+            if outcome is None:  # the relay is unreachable: this and the rest go back for later
+                if not results:
+                    raise TransientSendError(f"cannot reach the relay {self.settings.host}:{self.settings.port}")
+                results += [SendResult(r.delivery_id, Outcome.RETRY) for r in recipients[index:]]
+                break
+            results.append(outcome)
+        return results
+
+    def _deliver(self, sender: str, recipient: Recipient, message: bytes) -> SendResult | None:
+        """Send one message, reconnecting once if the connection had dropped; None if the relay is gone."""
+        for attempt in (1, 2):
+            self._pace()
+            try:
+                conn = self._open()
+            except TransientSendError:
+                return None
+            try:
+                queued = self._transmit(conn, sender, recipient.address, message)
+            except _Dropped:
+                self._drop()
+                if attempt == 2:
+                    return None
+                continue
+            except _Unanswered as exc:
+                self._drop()
+                reason = f"the relay did not answer after the message was sent ({exc})"
+                return SendResult(recipient.delivery_id, Outcome.IN_DOUBT, error=reason)
+            except _Reply as exc:
+                self._reset(conn)
+                if exc.code == 421:  # the relay is closing this connection; try again on a new one
+                    self._drop()
+                    if attempt == 1:
+                        continue
+                outcome = Outcome.FAILED if 500 <= exc.code < 600 else Outcome.RETRY
+                return SendResult(recipient.delivery_id, outcome, error=str(exc))
+            return SendResult(recipient.delivery_id, Outcome.ACCEPTED, provider_id=queued[:200] or None)
+        return None
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """Abandon the current transaction so the connection can carry the next message."""
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+
+def _said(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+    return f"{exc.smtp_code} {text}"
