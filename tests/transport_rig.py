@@ -50,8 +50,8 @@ def _from_mime(message: EmailMessage) -> Received:
         subject=str(message["Subject"]),
         from_address=message["From"].addresses[0].addr_spec,
         headers=headers,
-        text=text_part.get_content(),  # type: ignore[attr-defined]
-        html=html_part.get_content(),  # type: ignore[attr-defined]
+        text=text_part.get_content(),
+        html=html_part.get_content(),
     )
 
 
