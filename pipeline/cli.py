@@ -454,6 +454,63 @@ def cancel(state: State, distribution_id: int) -> None:
     console.print(f"distribution {distribution_id} cancelled; {stopped} recipients will not be sent")
 
 
+@cli.command("release")
+@click.argument("distribution_id", metavar="ID", type=int)
+@pass_state
+def release_cmd(state: State, distribution_id: int) -> None:
+    """Let a held or paused distribution go on: a paused one resumes where it stopped, a held one (found too
+    late to send unattended) becomes due now. The next `pipeline run` (or the running worker) sends it."""
+    rt = state.runtime
+    status = rt.store.release_hold(distribution_id, rt.clock())
+    if status is None:
+        current = rt.store.distribution(distribution_id).status
+        raise ScheduleError(
+            f"distribution {distribution_id} is {current.value}; only a held or paused one can be released"
+        )
+    console.print(f"distribution {distribution_id} released: {status.value}")
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@click.option("--sent", "decision", flag_value="sent", help="They did go out: mark them accepted, never resend.")
+@click.option("--resend", "decision", flag_value="resend", help="They did not go out: send them on the next run.")
+@click.option("--address", "addresses", multiple=True, metavar="EMAIL", help="Only this address (repeatable).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def resolve(state: State, distribution_id: int, decision: str | None, addresses: tuple[str, ...], yes: bool) -> None:
+    """List the deliveries of distribution ID whose outcome is unknown, and settle them.
+
+    A delivery is in doubt when the provider may have accepted it but never said so (the connection dropped
+    or timed out after the request went out). It is never resent automatically. Check the provider's
+    activity log, then say --sent (they went out) or --resend (they did not; the next run sends them).
+    Without either flag the command only lists them."""
+    rt = state.runtime
+    doubtful = rt.store.in_doubt(distribution_id, addresses)
+    if not doubtful:
+        console.print(
+            f"distribution {distribution_id}: no delivery in doubt" + (" for those addresses" if addresses else "")
+        )
+        return
+    table = Table("delivery", "address", "since", "why", title=f"{len(doubtful)} in doubt", title_justify="left")
+    for row in doubtful:
+        table.add_row(
+            str(row["id"]),
+            escape(row["address"]),
+            _local(row["updated_at"], rt.settings.timezone),
+            escape(row["error"] or ""),
+        )
+    console.print(table)
+    if decision is None:
+        console.print(f"Settle them with: pipeline resolve {distribution_id} --sent  (or --resend)")
+        return
+    verb = "mark as sent" if decision == "sent" else "send again"
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"{verb.capitalize()} these {len(doubtful)} deliveries?", abort=True)
+    moved = rt.store.resolve_in_doubt([row["id"] for row in doubtful], sent=decision == "sent", now=rt.clock())
+    outcome = "marked as sent" if decision == "sent" else "back in the queue; the next `pipeline run` sends them"
+    console.print(f"{moved} deliveries {outcome}")
+
+
 @cli.command()
 @click.argument("distribution_id", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -465,6 +465,29 @@ class Store:
         with self.engine.begin() as db:
             return bool(db.execute(query.values(**values)).rowcount)
 
+    def release_hold(self, distribution_id: int, now: datetime | None = None) -> DistributionStatus | None:
+        """A person lets a held or paused distribution go on: a paused one resumes sending; a held one (found
+        too late) is due now. Returns the new status, or None if it was neither held nor paused."""
+        now = now or utcnow()
+        self.distribution(distribution_id)  # raises NotFoundError
+        with self.engine.begin() as db:
+            resumed = db.execute(
+                distributions.update()
+                .where(
+                    distributions.c.id == distribution_id,
+                    distributions.c.status == DistributionStatus.PAUSED.value,
+                )
+                .values(status=DistributionStatus.SENDING.value, note=None, updated_at=now)
+            ).rowcount
+            if resumed:
+                return DistributionStatus.SENDING
+            released = db.execute(
+                distributions.update()
+                .where(distributions.c.id == distribution_id, distributions.c.status == DistributionStatus.HELD.value)
+                .values(status=DistributionStatus.SCHEDULED.value, due_at=now, note=None, updated_at=now)
+            ).rowcount
+        return DistributionStatus.SCHEDULED if released else None
+
     def cancel(self, distribution_id: int) -> int:
         """Cancel a distribution and every delivery not yet handed to a transport. Returns how many."""
         self.distribution(distribution_id)  # raises NotFoundError
@@ -699,6 +722,78 @@ class Store:
                     )
                 ).scalar_one()
             )
+
+    def in_doubt(self, distribution_id: int, addresses: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Deliveries of a distribution whose outcome is unknown (optionally only these addresses)."""
+        self.distribution(distribution_id)  # raises NotFoundError
+        query = (
+            sa.select(deliveries.c.id, deliveries.c.address, deliveries.c.error, deliveries.c.updated_at)
+            .where(
+                deliveries.c.distribution_id == distribution_id,
+                deliveries.c.status == DeliveryStatus.IN_DOUBT.value,
+            )
+            .order_by(deliveries.c.id)
+        )
+        if addresses:
+            query = query.where(deliveries.c.address.in_([a.strip().lower() for a in addresses]))
+        with self.engine.begin() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+    def resolve_in_doubt(self, delivery_ids: Sequence[int], sent: bool, now: datetime | None = None) -> int:
+        """A person's decision on in-doubt deliveries: `sent` marks them accepted; otherwise they go back to
+        pending and their distribution back to sending, so the next run sends them. Returns how many moved."""
+        now = now or utcnow()
+        if not delivery_ids:
+            return 0
+        with self.engine.begin() as db:
+            rows = (
+                db.execute(
+                    deliveries.update()
+                    .where(
+                        deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == DeliveryStatus.IN_DOUBT.value
+                    )
+                    .values(
+                        status=(DeliveryStatus.ACCEPTED if sent else DeliveryStatus.PENDING).value,
+                        error="in doubt; confirmed sent by a person" if sent else None,
+                        sent_at=now if sent else None,
+                        claimed_by=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
+                    .returning(deliveries.c.distribution_id)
+                )
+                .scalars()
+                .all()
+            )
+            touched = set(rows)
+            if not sent and touched:
+                db.execute(
+                    distributions.update()
+                    .where(
+                        distributions.c.id.in_(touched),
+                        distributions.c.status.in_([DistributionStatus.PARTIAL.value, DistributionStatus.SENT.value]),
+                    )
+                    .values(status=DistributionStatus.SENDING.value, updated_at=now)
+                )
+            if sent and touched:  # a partial distribution with nothing left in doubt or failed is sent
+                troubled = (
+                    sa.select(deliveries.c.id)
+                    .where(
+                        deliveries.c.distribution_id == distributions.c.id,
+                        deliveries.c.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.IN_DOUBT.value]),
+                    )
+                    .exists()
+                )
+                db.execute(
+                    distributions.update()
+                    .where(
+                        distributions.c.id.in_(touched),
+                        distributions.c.status == DistributionStatus.PARTIAL.value,
+                        ~troubled,
+                    )
+                    .values(status=DistributionStatus.SENT.value, updated_at=now)
+                )
+        return len(rows)
 
     def deliveries_of(self, distribution_id: int) -> list[dict[str, Any]]:
         with self.engine.begin() as db:

@@ -74,7 +74,7 @@ def test_headline_and_names_in_other_scripts_survive(
         "MONTRÉAL, le 3 mars 2026 /CNW/ - L'École Ωmega annonce un prix.\n\n-30-\n"
     )
     project = write_project(tmp_path, {"fr.txt": release})
-    (tmp_path / "contacts.csv").write_text("email,name\nzoe@example.com,\"Zoë 山田, Ω\"\n", encoding="utf-8")
+    (tmp_path / "contacts.csv").write_text('email,name\nzoe@example.com,"Zoë 山田, Ω"\n', encoding="utf-8")
     from pipeline.config import load_settings
 
     with channel(kind, load_settings(project), monkeypatch) as ch:

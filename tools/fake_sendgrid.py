@@ -222,6 +222,11 @@ def _apply(value: str, substitutions: dict[str, str]) -> str:
     return value
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout) or a connection we dropped on purpose is not an error here."""
+
+
 class FakeSendGrid:
     """The server, run on a background thread: `start()`, `url`, `accepted`, `stop()`."""
 
@@ -244,7 +249,7 @@ class FakeSendGrid:
         self.requests = 0
         self._random = random.Random(self.faults.seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _QuietServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -259,7 +264,9 @@ class FakeSendGrid:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def __enter__(self) -> FakeSendGrid:
