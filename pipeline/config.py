@@ -62,6 +62,7 @@ class SmtpSettings(_Section):
     password_env: str = "SMTP_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
     rate_per_second: float = Field(0, ge=0, description="0 means no limit")
     timeout: float = Field(30, gt=0)
+    ca_file: Path | None = None  # a PEM bundle to trust instead of the system's (a relay with a private CA)
 
 
 class SendgridSettings(_Section):

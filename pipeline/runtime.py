@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.render import Renderer
 from pipeline.send import Dispatcher
 from pipeline.send.base import Transport
@@ -40,7 +42,14 @@ class Runtime:
         if kind == "sendgrid":
             return SendGridTransport(self.settings.sendgrid, self.settings.sendgrid_api_key(), self.links)
         if kind == "smtp":
-            return SmtpTransport(self.settings.smtp, self.settings.smtp_password(), self.links, clock=self.clock)
+            smtp = self.settings.smtp
+            cafile = self.settings.resolve(smtp.ca_file) if smtp.ca_file else None
+            try:
+                context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load {cafile}: {exc}", key="smtp.ca_file") from exc
+            password = self.settings.smtp_password()
+            return SmtpTransport(smtp, password, self.links, clock=self.clock, tls_context=context)
         return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
 
     def dispatcher(self) -> Dispatcher:

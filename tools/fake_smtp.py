@@ -20,7 +20,6 @@ import ssl
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from email import message_from_bytes
@@ -174,7 +173,8 @@ class FakeSmtp:
             if tls == "starttls":
                 kwargs["require_starttls"] = True
         if login:
-            kwargs |= {"authenticator": self._authenticate, "auth_require_tls": tls != "none"}
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; with implicit TLS the whole connection already is.
+            kwargs |= {"authenticator": self._authenticate, "auth_require_tls": tls == "starttls"}
         self._controller = Controller(_Handler(self), hostname=host, port=self.port, **kwargs)
         self.tls = tls
 
@@ -193,7 +193,7 @@ class FakeSmtp:
             and self.login is not None
             and (auth_data.login.decode(), auth_data.password.decode()) == self.login
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     def _draw(self) -> float:
         with self._lock:
@@ -219,19 +219,7 @@ class FakeSmtp:
             return Counter(self.tally)
 
     def start(self) -> FakeSmtp:
-        if self.tls == "ssl":
-            # aiosmtpd's readiness probe does not speak implicit TLS; wait for the port ourselves.
-            self._controller._trigger_server = lambda: None  # type: ignore[method-assign]
-            self._controller.start()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection((self.host, self.port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-        else:
-            self._controller.start()
+        self._controller.start()
         return self
 
     def stop(self) -> None:

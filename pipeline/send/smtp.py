@@ -65,6 +65,7 @@ class SmtpTransport:
         self.tls_context = tls_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
         self._next_slot = 0.0
+        self.trouble: str | None = None  # why the relay could not be used, last time it could not
         self.connections = 0  # opened so far, for tests and benchmarks
 
     # --- connection -----------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class SmtpTransport:
             outcome = self._deliver(rendition.from_address, recipient, message)
             if outcome is None:  # the relay is unreachable: this and the rest go back for later
                 if not results:
-                    raise TransientSendError(f"cannot reach the relay {self.settings.host}:{self.settings.port}")
+                    raise TransientSendError(self.trouble or "the relay is unreachable")
                 results += [SendResult(r.delivery_id, Outcome.RETRY) for r in recipients[index:]]
                 break
             results.append(outcome)
@@ -181,11 +182,13 @@ class SmtpTransport:
             self._pace()
             try:
                 conn = self._open()
-            except TransientSendError:
+            except TransientSendError as exc:
+                self.trouble = str(exc)
                 return None
             try:
                 queued = self._transmit(conn, sender, recipient.address, message)
-            except _Dropped:
+            except _Dropped as exc:
+                self.trouble = f"the connection to {self.settings.host}:{self.settings.port} dropped: {exc}"
                 self._drop()
                 if attempt == 2:
                     return None
