@@ -30,7 +30,7 @@ from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
 from pipeline.message import MessageTemplate
-from pipeline.models import DeliveryStatus, DistributionStatus, Recipient, Release
+from pipeline.models import DeliveryStatus, DistributionStatus, Release
 from pipeline.parse import parse_release
 from pipeline.render import write_preview
 from pipeline.runtime import Runtime
@@ -212,8 +212,8 @@ def preview(state: State, file: Path, out: Path | None, embargoed: bool) -> None
         fail(f"{file}: --embargoed needs a release with an embargo (an EMBARGOED UNTIL line or `embargo:`)")
     folder = out or rt.settings.resolve(rt.settings.state_dir) / "preview" / release.slug
     rendition = rt.renderer.email(release, release.slug, embargoed_preview=embargoed)
-    sample = Recipient(0, "journalist@example.com", "Sample Journalist", rt.links.url("journalist@example.com"))
-    message = MessageTemplate(rendition).render(sample, rt.clock(), rt.links.mailto_url(sample.address))
+    sample = rt.links.recipient(0, "journalist@example.com", "Sample Journalist")
+    message = MessageTemplate(rendition).render(sample, rt.clock())
     item = render_item(rt.renderer, FeedEntry(release, release.slug, rt.clock()), rt.clock())
     written = write_preview(rt.renderer, release, release.slug, rendition, folder, message, item)
     table = Table("variant", "file", title=f"Preview of {release.title}", title_justify="left")

@@ -70,6 +70,7 @@ class SendgridSettings(_Section):
     api_key_env: str = "SENDGRID_API_KEY"
     sandbox: bool = False
     timeout: float = Field(30, gt=0)
+    concurrency: int = Field(2, ge=1, le=16, description="requests in flight at once")
     webhook_public_key: str | None = None
 
 
@@ -131,6 +132,9 @@ class SiteSettings(_Section):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
+        if re.search(r"[\s&<>\"'?#]", value):
+            # Links are built by appending paths; they go into HTML attributes and mail headers unescaped.
+            raise ValueError("must be a plain site address, without spaces, quotes, <, >, &, ? or #")
         return value.rstrip("/")
 
 

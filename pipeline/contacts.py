@@ -27,6 +27,7 @@ COLUMNS = (
     "consent_source",
     "consent_date",
 )
+MAX_CONTACTS_BYTES = 200 * 1024 * 1024  # about three million rows
 _ALIASES = {
     "e-mail": "email",
     "email address": "email",
@@ -114,7 +115,7 @@ def read_contacts(path: Path) -> ContactFile:
     """Read a contacts CSV. Raises ContactImportError only when nothing can be imported (unreadable file,
     no email column); each bad row is reported in `rejected` with its line number."""
     try:
-        text = decode(path, read_bytes(path))
+        text = decode(path, read_bytes(path, MAX_CONTACTS_BYTES, "contact files"))
     except Exception as exc:  # a ReleaseParseError from the shared decoder, re-worded for contacts
         raise ContactImportError(path, str(getattr(exc, "detail", exc))) from exc
     reader = csv.reader(io.StringIO(text))
@@ -175,6 +176,11 @@ def in_audience(contact: Contact, audience: AudienceSettings) -> bool:
         and _matches([contact.language], audience.languages)
         and _matches([contact.outlet], audience.outlets)
     )
+
+
+def is_everyone(audience: AudienceSettings) -> bool:
+    """True for an audience without any filter: every contact is in it."""
+    return audience.model_copy(update={"description": None}) == AudienceSettings()
 
 
 def audience(settings: Settings, name: str) -> AudienceSettings:

@@ -72,9 +72,10 @@ class MessageTemplate:
         self._html_part = b'Content-Type: text/html; charset="utf-8"' + CRLF
         self._encoding = b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
 
-    def headers(self, recipient: Recipient, date: str, mailto: str | None) -> list[tuple[str, str]]:
+    def headers(self, recipient: Recipient, date: str) -> list[tuple[str, str]]:
         """The per-recipient headers, in order (date is already formatted, once per batch)."""
         to = _to_header(recipient)
+        mailto = recipient.unsubscribe_mailto
         unsubscribe = [f"<{recipient.unsubscribe_url}>"] + ([f"<{mailto}>"] if mailto else [])
         return [
             ("To", to),
@@ -86,15 +87,15 @@ class MessageTemplate:
             ("X-Delivery-Id", str(recipient.delivery_id)),
         ]
 
-    def render(self, recipient: Recipient, now: datetime, mailto: str | None = None) -> bytes:
+    def render(self, recipient: Recipient, now: datetime) -> bytes:
         """The whole message as bytes with CRLF line ends, ready for SMTP or an .eml file."""
-        return self.render_dated(recipient, format_datetime(now), mailto)
+        return self.render_dated(recipient, format_datetime(now))
 
-    def render_dated(self, recipient: Recipient, date: str, mailto: str | None = None) -> bytes:
+    def render_dated(self, recipient: Recipient, date: str) -> bytes:
         url, name = recipient.unsubscribe_url, recipient.name or ""
         text = self.rendition.text.replace(UNSUBSCRIBE_MARK, url).replace(NAME_MARK, name)
         html = self.rendition.html.replace(UNSUBSCRIBE_MARK, escape(url)).replace(NAME_MARK, escape(name))
-        head = CRLF.join(f"{key}: {value}".encode() for key, value in self.headers(recipient, date, mailto))
+        head = CRLF.join(f"{key}: {value}".encode() for key, value in self.headers(recipient, date))
         delimiter = b"--" + self.boundary.encode() + CRLF
         return b"".join(
             [
@@ -117,11 +118,9 @@ class MessageTemplate:
         )
 
 
-def build_message(
-    rendition: EmailRendition, recipient: Recipient, now: datetime, mailto: str | None = None
-) -> EmailMessage:
+def build_message(rendition: EmailRendition, recipient: Recipient, now: datetime) -> EmailMessage:
     """One complete message as an EmailMessage (for previews and tests); sending uses MessageTemplate."""
-    raw = MessageTemplate(rendition).render(recipient, now, mailto)
+    raw = MessageTemplate(rendition).render(recipient, now)
     parsed = message_from_bytes(raw, policy=default)
     assert isinstance(parsed, EmailMessage)
     return parsed

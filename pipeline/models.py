@@ -248,6 +248,7 @@ class Recipient:
     address: str
     name: str | None
     unsubscribe_url: str
+    unsubscribe_mailto: str | None = None
 
 
 class Outcome(enum.StrEnum):

@@ -40,7 +40,7 @@ class Runtime:
     def transport(self) -> Transport:
         kind = self.settings.transport
         if kind == "sendgrid":
-            return SendGridTransport(self.settings.sendgrid, self.settings.sendgrid_api_key(), self.links)
+            return SendGridTransport(self.settings.sendgrid, self.settings.sendgrid_api_key())
         if kind == "smtp":
             smtp = self.settings.smtp
             cafile = self.settings.resolve(smtp.ca_file) if smtp.ca_file else None
@@ -49,8 +49,8 @@ class Runtime:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"cannot load {cafile}: {exc}", key="smtp.ca_file") from exc
             password = self.settings.smtp_password()
-            return SmtpTransport(smtp, password, self.links, clock=self.clock, tls_context=context)
-        return OutboxTransport(self.settings.outbox_dir, self.links, self.clock)
+            return SmtpTransport(smtp, password, clock=self.clock, tls_context=context)
+        return OutboxTransport(self.settings.outbox_dir, self.clock)
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.settings, self.store, self.transport(), self.renderer, self.links, clock=self.clock)

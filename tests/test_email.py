@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipeline.message import build_message
-from pipeline.models import Attachment, Boilerplate, MediaContact, Quote, Recipient, Release
+from pipeline.models import Attachment, Boilerplate, MediaContact, Quote, Release
 from pipeline.parse import parse_release, release_files
 from pipeline.render import MAX_EMAIL_HTML
 from pipeline.runtime import Runtime
@@ -39,8 +39,8 @@ FRENCH = Release(
 
 def _message(runtime: Runtime, release: Release, embargoed: bool = False, name: str = "Chloé Roy") -> EmailMessage:
     rendition = runtime.renderer.email(release, release.slug, embargoed_preview=embargoed)
-    recipient = Recipient(7, "chloe@example.com", name, runtime.links.url("chloe@example.com"))
-    raw = build_message(rendition, recipient, NOW, runtime.links.mailto_url(recipient.address)).as_bytes()
+    recipient = runtime.links.recipient(7, "chloe@example.com", name)
+    raw = build_message(rendition, recipient, NOW).as_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     parsed.raw = raw  # type: ignore[attr-defined]

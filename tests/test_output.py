@@ -31,8 +31,8 @@ def _release(project: Path):  # type: ignore[no-untyped-def]
 def test_message_parts_and_headers(runtime: Runtime, project: Path) -> None:
     release = _release(project)
     rendition = runtime.renderer.email(release, release.slug)
-    recipient = Recipient(42, "ana@example.com", "Ana Lima", runtime.links.url("ana@example.com"))
-    raw = build_message(rendition, recipient, NOW, runtime.links.mailto_url(recipient.address)).as_bytes()
+    recipient = runtime.links.recipient(42, "ana@example.com", "Ana Lima")
+    raw = build_message(rendition, recipient, NOW).as_bytes()
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in message.iter_parts()]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline.config import Settings, load_settings
 from pipeline.contacts import read_contacts
 from pipeline.intake import queue_release
-from pipeline.models import DeliveryStatus, DistributionStatus, Recipient
+from pipeline.models import DeliveryStatus, DistributionStatus
 from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
 from pipeline.send import Dispatcher
@@ -114,10 +114,10 @@ def test_messages_are_paced_to_the_configured_rate(settings: Settings, project: 
             clock[0] += seconds
 
         rt = Runtime.open(settings)
-        transport = SmtpTransport(smtp, None, rt.links, sleep=sleep, monotonic=lambda: clock[0])
+        transport = SmtpTransport(smtp, None, sleep=sleep, monotonic=lambda: clock[0])
         release = parse_release(project.parent / "releases" / "acme.txt", rt.settings.zone)
         rendition = rt.renderer.email(release, release.slug)
-        people = [Recipient(i, f"r{i}@example.com", None, rt.links.url(f"r{i}@example.com")) for i in range(10)]
+        people = [rt.links.recipient(i, f"r{i}@example.com", None) for i in range(10)]
         results = transport.send(rendition, people)
         transport.close()
         rt.close()
@@ -183,10 +183,10 @@ def test_header_injection_through_a_name_is_impossible(settings: Settings) -> No
     with FakeSmtp() as relay:
         smtp = settings.smtp.model_copy(update={"host": relay.host, "port": relay.port, "security": "none"})
         rt = Runtime.open(settings)
-        transport = SmtpTransport(smtp, None, rt.links, clock=lambda: datetime(2026, 3, 3, tzinfo=UTC))
+        transport = SmtpTransport(smtp, None, clock=lambda: datetime(2026, 3, 3, tzinfo=UTC))
         release = parse_release(Path(rt.settings.releases_dir) / "acme.txt", rt.settings.zone)
         rendition = rt.renderer.email(release, release.slug)
-        evil = Recipient(1, "eve@example.com", "Eve\r\nBcc: all@example.com", rt.links.url("eve@example.com"))
+        evil = rt.links.recipient(1, "eve@example.com", "Eve\r\nBcc: all@example.com")
         transport.send(rendition, [evil])
         transport.close()
         rt.close()

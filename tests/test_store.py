@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import pipeline.store
 from pipeline.errors import StoreError
-from pipeline.models import Release
+from pipeline.models import DistributionStatus, Release
 from pipeline.store import Store
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,6 +91,8 @@ def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
     dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
     assert dist is not None
     store.snapshot(dist, release_id, "email", ((f"p{i}@example.com", None) for i in range(2000)))
+    assert store.claim(dist, "early", 50, datetime.now(UTC) + timedelta(minutes=5)) == []  # not sending yet
+    store.set_status(dist, DistributionStatus.SENDING)
     claimed: list[list[int]] = [[] for _ in range(4)]
 
     def worker(slot: int) -> None:

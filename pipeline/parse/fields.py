@@ -8,6 +8,7 @@ settle is recorded in `problems` rather than guessed silently.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -817,7 +818,12 @@ def is_source_line(text: str) -> bool:
 
 
 _LANGUAGES = ["en", "fr", "de", "es", "sv", "it", "nl", "pt", "ru", "da", "no", "fi", "pl", "ja", "zh"]
-py3langid.set_languages(_LANGUAGES)
+
+
+@functools.cache
+def _language_model() -> None:
+    """Load the language model on first use: it takes a second and ~100 MB, which most commands never need."""
+    py3langid.set_languages(_LANGUAGES)
 
 
 def detect_language(text: str) -> str | None:
@@ -825,5 +831,6 @@ def detect_language(text: str) -> str | None:
     sample = text[:1200]  # enough for a reliable guess; classifying costs time per character
     if len(re.findall(r"\w+", sample)) < 3:
         return None
+    _language_model()
     code, _score = py3langid.classify(sample)
     return str(code)

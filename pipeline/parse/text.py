@@ -10,16 +10,14 @@ from pipeline.errors import ReleaseParseError
 from pipeline.parse.document import MAX_BYTES
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, limit: int = MAX_BYTES, kind: str = "releases") -> bytes:
     """The file's bytes; refuses missing, unreadable and oversized files with a ReleaseParseError."""
     try:
         size = path.stat().st_size
         if path.is_dir():
             raise ReleaseParseError(path, "is a folder, not a release document")
-        if size > MAX_BYTES:
-            raise ReleaseParseError(
-                path, f"file is {size // 1024} KB; releases over {MAX_BYTES // 1024} KB are refused"
-            )
+        if size > limit:
+            raise ReleaseParseError(path, f"file is {size // 1024} KB; {kind} over {limit // 1024} KB are refused")
         return path.read_bytes()
     except FileNotFoundError:
         raise ReleaseParseError(path, "file not found") from None

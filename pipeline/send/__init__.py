@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +28,8 @@ from pathlib import Path
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
 from pipeline.errors import PermanentSendError, TransientSendError
-from pipeline.models import DeliveryStatus, Distribution, DistributionStatus, Outcome, Recipient, SendResult
-from pipeline.render import Renderer
+from pipeline.models import DeliveryStatus, Distribution, DistributionStatus, Outcome, SendResult
+from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
 from pipeline.store import Store
 from pipeline.unsubscribe import UnsubscribeLinks
@@ -46,6 +48,32 @@ class DispatchReport:
     waiting: str | None = None  # why nothing was sent, when nothing was
     published: bool = False
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """What the lanes sending one distribution share (under `lock`)."""
+
+    dist_id: int
+    rendition: EmailRendition
+    report: DispatchReport
+    total: int
+    batch_size: int
+    progress: Callable[[int, int], None] | None
+    done: int = 0
+    retries: int = 0
+    consecutive_failures: int = 0
+    stopped: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self, why: str) -> None:
+        with self.lock:
+            self.stop_locked(why)
+
+    def stop_locked(self, why: str) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.report.waiting = self.report.waiting or why
 
 
 def worker_id() -> str:
@@ -127,77 +155,105 @@ class Dispatcher:
         rendition = self.renderer.email(stored.release, stored.slug)  # once for the whole distribution
         dead = [w for w in self.store.claim_holders() if w != self.worker and not worker_alive(w)]
         self.store.expire_leases(now, resend_in_flight=self.transport.idempotent, dead_workers=dead)
-        total = self.store.open_count(dist.id)
-        batch_size = min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease))
-        done = 0
-        consecutive_failures = 0
-        retries = 0
+        run = _Run(
+            dist_id=dist.id,
+            rendition=rendition,
+            report=report,
+            total=self.store.open_count(dist.id),
+            batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
+            progress=progress,
+        )
         try:
-            while True:
-                if self.store.status_of(dist.id) is not DistributionStatus.SENDING:
-                    report.waiting = "stopped: the distribution was cancelled, held or paused"
-                    break
-                lease_until = self.clock() + self.settings.send.lease
-                batch = self.store.claim(dist.id, self.worker, batch_size, lease_until)
-                if not batch:
-                    break
-                ids = self.store.mark_submitting([c.id for c in batch])
-                still_claimed = set(ids)
-                recipients = [
-                    Recipient(c.id, c.address, c.name, self.links.url(c.address))
-                    for c in batch
-                    if c.id in still_claimed
-                ]
-                if not recipients:
-                    continue
-                try:
-                    results = self.transport.send(rendition, recipients)
-                except TransientSendError as exc:
-                    self.store.release_claims(ids)
-                    retries += 0 if exc.rate_limited else 1
-                    if not self._wait(retries, exc, report):
-                        break
-                    continue
-                except PermanentSendError as exc:
-                    results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
-                later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
-                results = [r for r in results if r.outcome is not Outcome.RETRY]
-                self.store.record_results(results, self.clock())
-                if later:
-                    self.store.release_claims(later)
-                for result in results:
-                    if result.outcome is Outcome.ACCEPTED:
-                        report.accepted += 1
-                        consecutive_failures = 0
-                    elif result.outcome is Outcome.FAILED:
-                        report.failed += 1
-                        consecutive_failures += 1
-                    else:
-                        report.in_doubt += 1
-                done += len(results)
-                if progress:
-                    progress(done, total)
-                if consecutive_failures >= self.settings.send.pause_after_failures:
-                    self.store.set_status(
-                        dist.id,
-                        DistributionStatus.PAUSED,
-                        f"paused after {consecutive_failures} consecutive permanent failures",
-                        only_from=[DistributionStatus.SENDING],
-                    )
-                    break
-                if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
-                    progressed = any(r.outcome is Outcome.ACCEPTED for r in results)
-                    retries = 1 if progressed else retries + 1
-                    if not self._wait(retries, TransientSendError(f"{len(later)} recipients to retry"), report):
-                        break
-                else:
-                    retries = 0
+            lanes = max(1, self.transport.concurrency)
+            if lanes == 1:
+                self._lane(run)
+            else:  # several requests in flight: one waits on the provider while another is being prepared
+                with ThreadPoolExecutor(lanes, thread_name_prefix=f"dist{dist.id}") as pool:
+                    for future in [pool.submit(self._lane, run) for _ in range(lanes)]:
+                        future.result()
         finally:
             self.transport.close()
         report.status = self._finish(dist)
         return report
 
+    def _lane(self, run: _Run) -> None:
+        """Claim, send and record batches until none is left or the run stops. Several lanes may share a run."""
+        while not run.stopped:
+            lease_until = self.clock() + self.settings.send.lease
+            batch = self.store.claim(run.dist_id, self.worker, run.batch_size, lease_until)
+            if not batch:  # nothing left, or the distribution no longer sending
+                if self.store.status_of(run.dist_id) is not DistributionStatus.SENDING:
+                    run.stop("stopped: the distribution was cancelled, held or paused")
+                return
+            ids = self.store.mark_submitting([c.id for c in batch])
+            still_claimed = set(ids)
+            recipients = [self.links.recipient(c.id, c.address, c.name) for c in batch if c.id in still_claimed]
+            if not recipients:
+                continue
+            try:
+                results = self.transport.send(run.rendition, recipients)
+            except TransientSendError as exc:
+                self.store.release_claims(ids)
+                self._retry_later(run, exc, counts=not exc.rate_limited)
+                continue
+            except PermanentSendError as exc:
+                results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
+            later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
+            results = [r for r in results if r.outcome is not Outcome.RETRY]
+            self.store.record_results(results, self.clock())
+            if later:
+                self.store.release_claims(later)
+            self._tally(run, results)
+            if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
+                progressed = any(r.outcome is Outcome.ACCEPTED for r in results)
+                trouble = TransientSendError(f"{len(later)} recipients to retry")
+                self._retry_later(run, trouble, counts=True, progressed=progressed)
+
+    def _tally(self, run: _Run, results: list[SendResult]) -> None:
+        with run.lock:
+            report = run.report
+            for result in results:
+                if result.outcome is Outcome.ACCEPTED:
+                    report.accepted += 1
+                    run.consecutive_failures = 0
+                elif result.outcome is Outcome.FAILED:
+                    report.failed += 1
+                    run.consecutive_failures += 1
+                else:
+                    report.in_doubt += 1
+            if any(r.outcome is Outcome.ACCEPTED for r in results):
+                run.retries = 0
+            run.done += len(results)
+            if run.progress:
+                run.progress(run.done, run.total)
+            failures = run.consecutive_failures
+            if failures >= self.settings.send.pause_after_failures and not run.stopped:
+                self.store.set_status(
+                    run.dist_id,
+                    DistributionStatus.PAUSED,
+                    f"paused after {failures} consecutive permanent failures",
+                    only_from=[DistributionStatus.SENDING],
+                )
+                run.stopped = True
+
+    def _retry_later(self, run: _Run, exc: TransientSendError, counts: bool, progressed: bool = False) -> None:
+        """Back off before this lane's next claim, or stop the run once the retry budget is spent (the next
+        sweep goes on from there). Rate limits (`counts` False) never spend the budget."""
+        with run.lock:
+            if counts:
+                run.retries = 1 if progressed else run.retries + 1
+            if run.retries > self.settings.send.max_retries:
+                if not run.stopped:
+                    run.report.errors.append(f"gave up after {run.retries - 1} retries: {exc}")
+                    run.stop_locked("retry budget spent; the next sweep tries again")
+                return
+            wait = self._backoff(max(1, run.retries), exc.retry_after)
+        self.sleep(wait)
+
     def _snapshot(self, dist: Distribution) -> int:
+        filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
+        if any(contact_rules.is_everyone(f) for f in filters):  # no need to load and test every contact
+            return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
         return self.store.snapshot(dist.id, dist.release_id, CHANNEL, ((c.email, c.name) for c in chosen))
 
@@ -209,15 +265,6 @@ class Dispatcher:
         final = DistributionStatus.PARTIAL if troubled else DistributionStatus.SENT
         self.store.set_status(dist.id, final, only_from=[DistributionStatus.SENDING])
         return final
-
-    def _wait(self, retries: int, exc: TransientSendError, report: DispatchReport) -> bool:
-        """Sleep before the next attempt; False once the retry budget is spent (the next sweep goes on)."""
-        if retries > self.settings.send.max_retries:
-            report.errors.append(f"gave up after {retries - 1} retries: {exc}")
-            report.waiting = "retry budget spent; the next sweep tries again"
-            return False
-        self.sleep(self._backoff(retries, exc.retry_after))
-        return True
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

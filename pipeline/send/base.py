@@ -10,6 +10,8 @@ marking and pausing. A transport:
   went out): the dispatcher never resends those automatically;
 - returns Outcome.RETRY for recipients it did not hand over after all (the relay went away mid-batch, or
   answered 4xx for that one): they go back to pending;
+- sets `concurrency`, how many batches may be in flight at once (a transport with more than one must be
+  safe to call from that many threads);
 - sets `idempotent` when sending the same delivery twice cannot produce two messages (the outbox overwrites);
 - says through `max_batch(lease)` how many recipients it can take in one call and still finish well within a
   claim's lease (a slow, rate-limited relay takes fewer), so no other worker takes over a batch in flight.
@@ -28,6 +30,7 @@ from pipeline.render import EmailRendition
 class Transport(Protocol):
     name: str
     idempotent: bool
+    concurrency: int
 
     def send(self, rendition: EmailRendition, recipients: Sequence[Recipient]) -> list[SendResult]:
         """Hand one batch to the provider; see the module docstring for what to raise or return."""

@@ -17,7 +17,6 @@ from pipeline.files import write_atomically
 from pipeline.message import MessageTemplate
 from pipeline.models import Outcome, Recipient, SendResult
 from pipeline.render import EmailRendition
-from pipeline.unsubscribe import UnsubscribeLinks
 
 
 def eml_name(address: str) -> str:
@@ -28,11 +27,10 @@ def eml_name(address: str) -> str:
 class OutboxTransport:
     name = "outbox"
     idempotent = True
+    concurrency = 1  # bound by the disk (one fsync per file), not by waiting
 
-    def __init__(
-        self, folder: Path, links: UnsubscribeLinks, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self.folder, self.links, self.clock = folder, links, clock
+    def __init__(self, folder: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.folder, self.clock = folder, clock
 
     def path_for(self, release_slug: str, address: str) -> Path:
         return self.folder / release_slug / eml_name(address)
@@ -42,7 +40,7 @@ class OutboxTransport:
         template = MessageTemplate(rendition)
         date = format_datetime(self.clock())
         for recipient in recipients:
-            message = template.render_dated(recipient, date, self.links.mailto_url(recipient.address))
+            message = template.render_dated(recipient, date)
             path = self.path_for(rendition.release_slug, recipient.address)
             write_atomically(path, message)
             results.append(SendResult(recipient.delivery_id, Outcome.ACCEPTED, provider_id=str(path.name)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 import urllib.error
 from collections.abc import Callable, Sequence
@@ -31,10 +32,10 @@ from pipeline.config import SendgridSettings
 from pipeline.errors import PermanentSendError, TransientSendError
 from pipeline.models import Outcome, Recipient, SendResult
 from pipeline.render import NAME_MARK, UNSUBSCRIBE_MARK, EmailRendition
-from pipeline.unsubscribe import UnsubscribeLinks
 
-# Substitution keys. The HTML part gets its own, HTML-escaped copies of each value.
-_URL_TEXT, _URL_HTML = "-unsubscribe_url-", "-unsubscribe_url_html-"
+# Substitution keys. Unsubscribe links need no HTML escaping (site.base_url is a plain address and tokens
+# are URL-safe), so one key serves both parts; a name gets an HTML-escaped copy of its own.
+_URL = "-unsubscribe_url-"
 _NAME_TEXT, _NAME_HTML = "-recipient_name-", "-recipient_name_html-"
 MAX_PERSONALIZATIONS = 1000
 MAX_CATEGORY = 255
@@ -48,21 +49,24 @@ class SendGridTransport:
         self,
         settings: SendgridSettings,
         api_key: str,
-        links: UnsubscribeLinks,
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings, self.links, self.wall_clock = settings, links, wall_clock
+        self.settings, self.wall_clock = settings, wall_clock
+        self.concurrency = settings.concurrency  # each request is independent; the client holds no connection
         self.client = SendGridAPIClient(api_key, host=settings.host.rstrip("/"))
         self._prepared: tuple[EmailRendition, dict[str, Any]] | None = None
+        self._greets = False
+        self._lock = threading.Lock()
         self.requests = 0  # requests made, for benchmarks and reports
 
     def message_body(self, rendition: EmailRendition) -> dict[str, Any]:
         """The parts of the request every batch of this rendition shares (built once per rendition)."""
         if self._prepared is not None and self._prepared[0] is rendition:
             return self._prepared[1]
-        text = rendition.text.replace(UNSUBSCRIBE_MARK, _URL_TEXT).replace(NAME_MARK, _NAME_TEXT)
-        html = rendition.html.replace(UNSUBSCRIBE_MARK, _URL_HTML).replace(NAME_MARK, _NAME_HTML)
+        text = rendition.text.replace(UNSUBSCRIBE_MARK, _URL).replace(NAME_MARK, _NAME_TEXT)
+        html = rendition.html.replace(UNSUBSCRIBE_MARK, _URL).replace(NAME_MARK, _NAME_HTML)
+        self._greets = NAME_MARK in rendition.text or NAME_MARK in rendition.html
         sender: dict[str, str] = {"email": rendition.from_address}
         if rendition.from_name:
             sender["name"] = rendition.from_name
@@ -89,17 +93,14 @@ class SendGridTransport:
         if name:
             to["name"] = name
         unsubscribe = [f"<{recipient.unsubscribe_url}>"]
-        mailto = self.links.mailto_url(recipient.address)
-        if mailto:
-            unsubscribe.append(f"<{mailto}>")
+        if recipient.unsubscribe_mailto:
+            unsubscribe.append(f"<{recipient.unsubscribe_mailto}>")
+        substitutions = {_URL: recipient.unsubscribe_url}
+        if self._greets:  # only when the templates use the name: keeps each request small
+            substitutions |= {_NAME_TEXT: name, _NAME_HTML: escape(name)}
         return {
             "to": [to],
-            "substitutions": {
-                _URL_TEXT: recipient.unsubscribe_url,
-                _URL_HTML: escape(recipient.unsubscribe_url),
-                _NAME_TEXT: name,
-                _NAME_HTML: escape(name),
-            },
+            "substitutions": substitutions,
             "custom_args": {"delivery_id": str(recipient.delivery_id), "release": rendition.release_slug[:100]},
             "headers": {
                 "List-Unsubscribe": ", ".join(unsubscribe),
@@ -113,7 +114,8 @@ class SendGridTransport:
             raise PermanentSendError(f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients")
         body = dict(self.message_body(rendition))
         body["personalizations"] = [self.personalization(rendition, r) for r in recipients]
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             response = self.client.client.mail.send.post(request_body=body, timeout=self.settings.timeout)
         except HTTPError as exc:

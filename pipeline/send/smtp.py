@@ -24,7 +24,6 @@ from pipeline.errors import PermanentSendError, TransientSendError
 from pipeline.message import MessageTemplate
 from pipeline.models import Outcome, Recipient, SendResult
 from pipeline.render import EmailRendition
-from pipeline.unsubscribe import UnsubscribeLinks
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -48,19 +47,19 @@ class _Unanswered(Exception):
 class SmtpTransport:
     name = "smtp"
     idempotent = False
+    concurrency = 1  # one connection, used in turn
 
     def __init__(
         self,
         settings: SmtpSettings,
         password: str | None,
-        links: UnsubscribeLinks,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.settings, self.password, self.links = settings, password, links
+        self.settings, self.password = settings, password
         self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
         self.tls_context = tls_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
@@ -166,7 +165,7 @@ class SmtpTransport:
         date = format_datetime(self.clock())
         results: list[SendResult] = []
         for index, recipient in enumerate(recipients):
-            message = template.render_dated(recipient, date, self.links.mailto_url(recipient.address))
+            message = template.render_dated(recipient, date)
             outcome = self._deliver(rendition.from_address, recipient, message)
             if outcome is None:  # the relay is unreachable: this and the rest go back for later
                 if not results:
