@@ -63,6 +63,7 @@ class SmtpSettings(_Section):
     rate_per_second: float = Field(0, ge=0, description="0 means no limit")
     timeout: float = Field(30, gt=0)
     ca_file: Path | None = None  # a PEM bundle to trust instead of the system's (a relay with a private CA)
+    connections: int = Field(2, ge=1, le=20, description="connections sending side by side")
 
 
 class SendgridSettings(_Section):

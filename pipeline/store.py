@@ -9,6 +9,7 @@ hold across overlapping audiences, repeated distributions, crashes and restarts.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from pipeline.errors import NotFoundError, StoreError
 from pipeline.models import (
@@ -106,7 +110,15 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("release_id", "channel", "address", name="uq_delivery_once"),
-    sa.Index("ix_deliveries_distribution_status", "distribution_id", "status"),
+    sa.Index("ix_deliveries_distribution", "distribution_id"),
+    # Claiming looks only for pending rows of one distribution, in id order (migration 0003).
+    sa.Index(
+        "ix_deliveries_pending",
+        "distribution_id",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
 )
 
 contacts = sa.Table(
@@ -161,6 +173,25 @@ feed_entries = sa.Table(
 )
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class _json_items(GenericFunction[Any]):
+    """The items of a JSON array as rows of one column, `value`: json_each on SQLite."""
+
+    name = "json_each"
+    inherit_cache = True
+
+
+@compiles(_json_items, "postgresql")
+def _json_items_postgresql(element: _json_items, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_array_elements_text(CAST({compiler.process(element.clauses, **kw)} AS JSON))"
+
+
+def among(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """`column IN values` with the whole list bound as one JSON value instead of one parameter per item: a
+    batch of 1,000 ids costs one parameter, not a thousand, to bind (and SQLite's limit never bites)."""
+    items = _json_items(sa.literal(json.dumps(list(values)))).table_valued("value")
+    return column.in_(sa.select(sa.cast(items.c.value, column.type)))
 
 
 def address_hash(address: str) -> str:
@@ -609,7 +640,8 @@ class Store:
                 sa.select(deliveries.c.id)
                 .where(
                     deliveries.c.distribution_id == distribution_id,
-                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    # A literal, not a parameter: only then can SQLite use the partial index on pending rows.
+                    deliveries.c.status == sa.literal_column("'pending'"),
                 )
                 .order_by(deliveries.c.id)
                 .limit(limit)
@@ -630,13 +662,13 @@ class Store:
             hashes = {address_hash(r.address): r.id for r in rows}
             blocked = set(
                 db.execute(
-                    sa.select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(list(hashes)))
+                    sa.select(suppressions.c.address_hash).where(among(suppressions.c.address_hash, list(hashes)))
                 ).scalars()
             )
             if blocked:
                 db.execute(
                     deliveries.update()
-                    .where(deliveries.c.id.in_([hashes[h] for h in blocked]))
+                    .where(among(deliveries.c.id, [hashes[h] for h in blocked]))
                     .values(status=DeliveryStatus.SUPPRESSED.value, updated_at=now)
                 )
             blocked_ids = {hashes[h] for h in blocked}
@@ -649,7 +681,7 @@ class Store:
         with self.engine.begin() as db:
             moved = db.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.CLAIMED.value)
+                .where(among(deliveries.c.id, ids), deliveries.c.status == DeliveryStatus.CLAIMED.value)
                 .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow())
                 .returning(deliveries.c.id)
             ).scalars()
@@ -661,7 +693,7 @@ class Store:
             db.execute(
                 deliveries.update()
                 .where(
-                    deliveries.c.id.in_(ids),
+                    among(deliveries.c.id, ids),
                     deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
                 )
                 .values(
@@ -693,8 +725,7 @@ class Store:
                     singles.append({f"b_{key}": value for key, value in values.items()} | {"b_id": ids[0]})
                     continue
                 values |= {"lease_until": None, "updated_at": when}
-                for start in range(0, len(ids), 900):  # stays under SQLite's bound-parameter limit
-                    db.execute(deliveries.update().where(deliveries.c.id.in_(ids[start : start + 900])).values(values))
+                db.execute(deliveries.update().where(among(deliveries.c.id, ids)).values(values))
             if singles:
                 db.execute(
                     deliveries.update()

@@ -251,3 +251,19 @@ def test_under_random_faults_everyone_is_accepted_exactly_once_and_the_ledger_ag
         # Every kind of fault did happen.
         assert ch.sendgrid.statuses["429"] and ch.sendgrid.statuses["500"] and ch.sendgrid.statuses["dropped"]
         assert any(r["status"] == DeliveryStatus.IN_DOUBT for r in ledger)
+
+
+def test_with_requests_in_flight_a_pause_still_stops_the_list(
+    settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lanes = with_send(settings, batch_size=100, pause_after_failures=1)
+    lanes = lanes.model_copy(update={"sendgrid": lanes.sendgrid.model_copy(update={"concurrency": 4})})
+    with channel("sendgrid", lanes, monkeypatch) as ch:
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
+        dist_id = _queue(ch.runtime, project, extra=3000)
+        report = ch.runtime.dispatcher().dispatch(dist_id)
+        assert report.status is DistributionStatus.PAUSED
+        # Only the batches already in flight when the first refusal came back failed; the rest wait.
+        assert 100 <= report.failed <= 400
+        assert ch.runtime.store.distribution(dist_id).counts["pending"] == 3004 - report.failed
+        assert ch.sendgrid is not None and ch.sendgrid.requests <= 4

@@ -109,7 +109,12 @@ def test_consecutive_permanent_failures_pause_the_distribution(
     strict = with_send(settings, batch_size=1, pause_after_failures=2)
     # One request at a time, so "consecutive" is well defined (with several in flight, those already sent
     # when the pause comes still finish).
-    strict = strict.model_copy(update={"sendgrid": strict.sendgrid.model_copy(update={"concurrency": 1})})
+    strict = strict.model_copy(
+        update={
+            "sendgrid": strict.sendgrid.model_copy(update={"concurrency": 1}),
+            "smtp": strict.smtp.model_copy(update={"connections": 1}),
+        }
+    )
     refused = {"ana@example.com": "Mailbox closed", "bo@example.test": "Mailbox closed"}
     with channel(kind, strict, monkeypatch, reject=refused) as ch:
         dist_id = _queue(ch.runtime, project)
@@ -144,4 +149,27 @@ def test_a_large_list_goes_in_batches_over_one_connection(
             assert ch.sendgrid.statuses["202"] == 3
             assert {a.recipients_in_personalization for a in ch.sendgrid.accepted} == {1}
         if ch.smtp is not None:
-            assert ch.smtp.connections == 1  # one connection carried every message
+            assert ch.smtp.connections == 2  # one connection per lane (smtp.connections), reused for every message
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_templates_may_greet_each_recipient_by_name(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.config import load_settings
+
+    project = write_project(tmp_path)
+    (tmp_path / "contacts.csv").write_text(
+        'email,name\nana@example.com,Ana <b>Lima</b>\nbo@example.test,"O\'Neil & Sons"\n', encoding="utf-8"
+    )
+    shipped = (Path(__file__).parent.parent / "pipeline" / "templates" / "email.html").read_text(encoding="utf-8")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "email.html").write_text(
+        shipped.replace('<tr><td class="pad">', '<tr><td class="pad"><p>Hello {{ recipient_name }},</p>', 1),
+        encoding="utf-8",
+    )
+    with channel(kind, load_settings(project), monkeypatch) as ch:
+        dist_id = _queue(ch.runtime, project)
+        assert ch.runtime.dispatcher().dispatch(dist_id).accepted == 2
+        html = {m.to: m.html for m in ch.received()}
+        assert "Hello Ana &lt;b&gt;Lima&lt;/b&gt;," in html["ana@example.com"]
+        assert "Hello O&#x27;Neil &amp; Sons," in html["bo@example.test"]
+        assert "%recipient_name%" not in "".join(html.values())

@@ -86,8 +86,9 @@ def _error(message: str, field_name: str | None = None) -> dict[str, Any]:
     return {"message": message, "field": field_name, "help": None}
 
 
-def _size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+def _size(value: dict[str, Any]) -> int:
+    """Bytes of keys and values (UTF-8), as SendGrid counts custom_args and substitutions."""
+    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in value.items())
 
 
 def validate(body: Any) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import contextlib
 import re
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,6 @@ class _Unanswered(Exception):
 class SmtpTransport:
     name = "smtp"
     idempotent = False
-    concurrency = 1  # one connection, used in turn
 
     def __init__(
         self,
@@ -62,7 +62,11 @@ class SmtpTransport:
         self.settings, self.password = settings, password
         self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
         self.tls_context = tls_context or ssl.create_default_context()
-        self._connection: smtplib.SMTP | None = None
+        # Each sending lane (thread) keeps its own connection; `smtp.connections` lanes send side by side.
+        self.concurrency = settings.connections
+        self._local = threading.local()
+        self._open_connections: set[smtplib.SMTP] = set()
+        self._lock = threading.Lock()
         self._next_slot = 0.0
         self.trouble: str | None = None  # why the relay could not be used, last time it could not
         self.connections = 0  # opened so far, for tests and benchmarks
@@ -91,17 +95,22 @@ class SmtpTransport:
             raise PermanentSendError(f"the relay {s.host}:{s.port} refused the login: {_said(exc)}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientSendError(f"cannot reach the relay {s.host}:{s.port}: {exc}") from exc
-        self.connections += 1
+        with self._lock:
+            self.connections += 1
+            self._open_connections.add(conn)
         return conn
 
     def _open(self) -> smtplib.SMTP:
-        if self._connection is None:
-            self._connection = self._connect()
-        return self._connection
+        conn: smtplib.SMTP | None = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._local.connection = self._connect()
+        return conn
 
     def _drop(self) -> None:
-        conn, self._connection = self._connection, None
+        conn, self._local.connection = getattr(self._local, "connection", None), None
         if conn is not None:
+            with self._lock:
+                self._open_connections.discard(conn)
             with contextlib.suppress(OSError):
                 conn.close()
 
@@ -113,24 +122,29 @@ class SmtpTransport:
         return max(1, min(1000, int(rate * lease.total_seconds() / 2)))
 
     def close(self) -> None:
-        conn, self._connection = self._connection, None
-        if conn is not None:
+        """Say goodbye on every connection the lanes opened."""
+        with self._lock:
+            connections, self._open_connections = self._open_connections, set()
+        for conn in connections:
             try:
                 conn.quit()
             except (OSError, smtplib.SMTPException):
                 conn.close()
+        self._local = threading.local()
 
     # --- sending -------------------------------------------------------------------------------------
 
     def _pace(self) -> None:
+        """Hold to `smtp.rate_per_second` over all lanes together: each message takes the next free slot."""
         rate = self.settings.rate_per_second
         if rate <= 0:
             return
-        now = self.monotonic()
-        if now < self._next_slot:
-            self.sleep(self._next_slot - now)
-            now = self._next_slot
-        self._next_slot = now + 1.0 / rate
+        with self._lock:
+            now = self.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / rate
+        if slot > now:
+            self.sleep(slot - now)
 
     def _transmit(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> str:
         """One message on an open connection; returns the relay's queue id text. Raises _Reply, _Dropped,
