@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -267,3 +271,35 @@ def test_with_requests_in_flight_a_pause_still_stops_the_list(
         assert 100 <= report.failed <= 400
         assert ch.runtime.store.distribution(dist_id).counts["pending"] == 3004 - report.failed
         assert ch.sendgrid is not None and ch.sendgrid.requests <= 4
+
+
+def test_a_dead_workers_batches_are_taken_over_and_nothing_in_flight_is_resent(
+    settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with channel("sendgrid", settings, monkeypatch) as ch:
+        store = ch.runtime.store
+        dist_id = _queue(ch.runtime, project)
+        store.snapshot_everyone(dist_id, store.distribution(dist_id).release_id, "email")
+        store.set_status(dist_id, DistributionStatus.SENDING)
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        local_dead = f"{socket.gethostname()}:{gone.pid}"  # a process of this machine that has exited
+        remote = "another-host.example:4242"  # cannot be checked from here: only its lease tells
+        lease = utcnow() + timedelta(minutes=5)
+        local_claimed, local_submitting, remote_claimed, remote_submitting = (
+            store.claim(dist_id, worker, 1, lease)[0].id for worker in (local_dead, local_dead, remote, remote)
+        )
+        store.mark_submitting([local_submitting, remote_submitting])
+
+        first = ch.runtime.dispatcher().dispatch(dist_id)  # leases still running
+        states = {d["id"]: d["status"] for d in store.deliveries_of(dist_id)}
+        assert states[local_claimed] == "accepted" and states[local_submitting] == "in_doubt"
+        assert states[remote_claimed] == "claimed" and states[remote_submitting] == "submitting"
+        assert first.accepted == 1 and first.status is DistributionStatus.SENDING
+
+        with time_machine.travel(datetime.now(UTC) + timedelta(minutes=6), tick=False):
+            second = ch.runtime.dispatcher().dispatch(dist_id)
+        states = {d["id"]: d["status"] for d in store.deliveries_of(dist_id)}
+        assert states[remote_claimed] == "accepted" and states[remote_submitting] == "in_doubt"
+        assert second.status is DistributionStatus.PARTIAL
+        assert ch.sendgrid is not None and sum(ch.sendgrid.counts().values()) == 2  # in-flight ones not resent
