@@ -901,8 +901,8 @@ class Store:
                     new_rows.append(values | {"created_at": now, "updated_at": now})
                 elif any(getattr(row, k) != v for k, v in values.items()):
                     changed.append({f"v_{k}": v for k, v in values.items()} | {"v_updated_at": now})
-            if new_rows:
-                db.execute(contacts.insert(), new_rows)
+            for start in range(0, len(new_rows), 5000):  # chunks keep the driver's parameter copies small
+                db.execute(contacts.insert(), new_rows[start : start + 5000])
             if changed:
                 cols: dict[str, Any] = {k[2:]: sa.bindparam(k) for k in changed[0] if k != "v_email"}
                 db.execute(
