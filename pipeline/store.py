@@ -675,26 +675,32 @@ class Store:
         claimed = [ClaimedDelivery(r.id, r.address, r.name) for r in rows if r.id not in blocked_ids]
         return sorted(claimed, key=lambda c: c.id)
 
-    def mark_submitting(self, ids: Sequence[int]) -> list[int]:
+    def mark_submitting(self, ids: Sequence[int], worker: str) -> list[int]:
         """Record that these deliveries are being handed to the transport (a crash now means "in doubt").
-        Returns the ids still claimed: one cancelled in the meantime must not be sent."""
+        Returns the ids still claimed by `worker`: one cancelled, or taken over after the lease ran out, in
+        the meantime must not be sent."""
         with self.engine.begin() as db:
             moved = db.execute(
                 deliveries.update()
-                .where(among(deliveries.c.id, ids), deliveries.c.status == DeliveryStatus.CLAIMED.value)
+                .where(
+                    among(deliveries.c.id, ids),
+                    deliveries.c.status == DeliveryStatus.CLAIMED.value,
+                    deliveries.c.claimed_by == worker,
+                )
                 .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow())
                 .returning(deliveries.c.id)
             ).scalars()
             return sorted(int(i) for i in moved)
 
-    def release_claims(self, ids: Sequence[int]) -> None:
-        """Give claimed deliveries back (the batch was not sent, e.g. rate limited)."""
+    def release_claims(self, ids: Sequence[int], worker: str) -> None:
+        """Give back deliveries `worker` claimed but did not send (e.g. rate limited); never someone else's."""
         with self.engine.begin() as db:
             db.execute(
                 deliveries.update()
                 .where(
                     among(deliveries.c.id, ids),
                     deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
+                    deliveries.c.claimed_by == worker,
                 )
                 .values(
                     status=DeliveryStatus.PENDING.value,

@@ -289,7 +289,8 @@ def test_a_dead_workers_batches_are_taken_over_and_nothing_in_flight_is_resent(
         local_claimed, local_submitting, remote_claimed, remote_submitting = (
             store.claim(dist_id, worker, 1, lease)[0].id for worker in (local_dead, local_dead, remote, remote)
         )
-        store.mark_submitting([local_submitting, remote_submitting])
+        store.mark_submitting([local_submitting], local_dead)
+        store.mark_submitting([remote_submitting], remote)
 
         first = ch.runtime.dispatcher().dispatch(dist_id)  # leases still running
         states = {d["id"]: d["status"] for d in store.deliveries_of(dist_id)}
@@ -303,3 +304,16 @@ def test_a_dead_workers_batches_are_taken_over_and_nothing_in_flight_is_resent(
         assert states[remote_claimed] == "accepted" and states[remote_submitting] == "in_doubt"
         assert second.status is DistributionStatus.PARTIAL
         assert ch.sendgrid is not None and sum(ch.sendgrid.counts().values()) == 2  # in-flight ones not resent
+
+
+def test_a_long_rate_limit_is_left_to_a_later_sweep(
+    settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = Faults(script=["rate_limit"], reset_after=3600)
+    with channel("sendgrid", settings, monkeypatch, faults=faults) as ch:
+        naps: list[float] = []
+        dist_id = _queue(ch.runtime, project)
+        first = _dispatcher(ch.runtime, naps).dispatch(dist_id)
+        assert naps == [] and first.accepted == 0 and "rate limited for 60 min" in (first.waiting or "")
+        assert set(_statuses(ch.runtime, dist_id).values()) == {"pending"}
+        assert _dispatcher(ch.runtime, naps).dispatch(dist_id).status is DistributionStatus.SENT

@@ -35,6 +35,7 @@ from pipeline.store import Store
 from pipeline.unsubscribe import UnsubscribeLinks
 
 CHANNEL = "email"
+LONGEST_WAIT = 300.0  # seconds; a provider asking for a longer pause is left to a later sweep
 
 
 @dataclass(slots=True)
@@ -185,7 +186,7 @@ class Dispatcher:
                 if self.store.status_of(run.dist_id) is not DistributionStatus.SENDING:
                     run.stop("stopped: the distribution was cancelled, held or paused")
                 return
-            ids = self.store.mark_submitting([c.id for c in batch])
+            ids = self.store.mark_submitting([c.id for c in batch], self.worker)
             still_claimed = set(ids)
             recipients = [self.links.recipient(c.id, c.address, c.name) for c in batch if c.id in still_claimed]
             if not recipients:
@@ -193,7 +194,7 @@ class Dispatcher:
             try:
                 results = self.transport.send(run.rendition, recipients)
             except TransientSendError as exc:
-                self.store.release_claims(ids)
+                self.store.release_claims(ids, self.worker)
                 self._retry_later(run, exc, counts=not exc.rate_limited)
                 continue
             except PermanentSendError as exc:
@@ -202,7 +203,7 @@ class Dispatcher:
             results = [r for r in results if r.outcome is not Outcome.RETRY]
             self.store.record_results(results, self.clock())
             if later:
-                self.store.release_claims(later)
+                self.store.release_claims(later, self.worker)
             self._tally(run, results)
             if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
                 progressed = any(r.outcome is Outcome.ACCEPTED for r in results)
@@ -248,6 +249,10 @@ class Dispatcher:
                     run.stop_locked("retry budget spent; the next sweep tries again")
                 return
             wait = self._backoff(max(1, run.retries), exc.retry_after)
+            if wait > LONGEST_WAIT:  # do not hold this worker (and every other due distribution) that long
+                run.report.errors.append(f"{exc}; asked to wait {wait:.0f} s")
+                run.stop_locked(f"rate limited for {wait / 60:.0f} min; a later sweep goes on")
+                return
         self.sleep(wait)
 
     def _snapshot(self, dist: Distribution) -> int:
@@ -270,7 +275,7 @@ class Dispatcher:
         if retry_after is not None:
             return max(0.0, retry_after) + random.uniform(0, 0.5)  # noqa: S311 - jitter, not crypto
         base = self.settings.send.backoff.total_seconds()
-        return float(min(300.0, base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)))  # noqa: S311
+        return float(min(LONGEST_WAIT, base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)))  # noqa: S311
 
 
 def _human(delta: timedelta) -> str:
