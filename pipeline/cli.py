@@ -456,16 +456,23 @@ def cancel(state: State, distribution_id: int) -> None:
 
 @cli.command("release")
 @click.argument("distribution_id", metavar="ID", type=int)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Also queue its failed deliveries again (once the cause, such as a revoked API key, is fixed).",
+)
 @pass_state
-def release_cmd(state: State, distribution_id: int) -> None:
+def release_cmd(state: State, distribution_id: int, retry_failed: bool) -> None:
     """Let a held or paused distribution go on: a paused one resumes where it stopped, a held one (found too
-    late to send unattended) becomes due now. The next `pipeline run` (or the running worker) sends it."""
+    late to send unattended) becomes due now. The next `pipeline run` (or the running worker) sends it.
+    With --retry-failed a finished `partial` one can be reopened for its failed recipients."""
     rt = state.runtime
-    status = rt.store.release_hold(distribution_id, rt.clock())
+    status = rt.store.release_hold(distribution_id, rt.clock(), retry_failed=retry_failed)
     if status is None:
         current = rt.store.distribution(distribution_id).status
+        also = " (or, with --retry-failed, a partial one with failed deliveries)"
         raise ScheduleError(
-            f"distribution {distribution_id} is {current.value}; only a held or paused one can be released"
+            f"distribution {distribution_id} is {current.value}; only a held or paused one can be released{also}"
         )
     console.print(f"distribution {distribution_id} released: {status.value}")
 

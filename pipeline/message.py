@@ -39,7 +39,8 @@ def _address(display: str | None, addr: str) -> Address:
 
 def _quoted_printable(text: str) -> bytes:
     """UTF-8, quoted-printable, CRLF line ends: safe for any relay, readable in an .eml file."""
-    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")  # a lone CR is refused by strict relays
+    encoded = binascii.b2a_qp(lines.encode("utf-8"), istext=True)
     return encoded.replace(b"\n", CRLF)
 
 
@@ -48,6 +49,8 @@ def _to_header(recipient: Recipient) -> str:
     try:
         return formataddr((name, recipient.address), charset="utf-8")
     except UnicodeEncodeError:  # an internationalised address: sent as UTF-8 (SMTPUTF8), name still encoded
+        if not name:
+            return f"<{recipient.address}>"
         return formataddr((name, "x@x"), charset="utf-8").replace("<x@x>", f"<{recipient.address}>")
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
 
-from pipeline.errors import NotFoundError, StoreError
+from pipeline.errors import NotFoundError, ScheduleError, StoreError
 from pipeline.models import (
     ConsentBasis,
     Contact,
@@ -217,6 +217,7 @@ class ClaimedDelivery:
     id: int
     address: str
     name: str | None
+    attempts: int = 1  # claims so far, this one included (rate-limited ones are refunded)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -479,6 +480,38 @@ class Store:
             out.setdefault(dist_id, {})[status] = count
         return out
 
+    def finish(self, distribution_id: int) -> DistributionStatus:
+        """A sending distribution with nothing left open becomes `sent`, or `partial` when some deliveries
+        failed or are in doubt; decided and written in one statement, so a delivery put back in the queue
+        at the same moment keeps it sending. Returns the status it has afterwards."""
+
+        def open_or(*statuses: DeliveryStatus) -> sa.Exists:
+            return (
+                sa.select(deliveries.c.id)
+                .where(
+                    deliveries.c.distribution_id == distribution_id,
+                    deliveries.c.status.in_([s.value for s in statuses]),
+                )
+                .exists()
+            )
+
+        still_open = open_or(DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SUBMITTING)
+        troubled = open_or(DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT)
+        with self.engine.begin() as db:
+            db.execute(
+                distributions.update()
+                .where(
+                    distributions.c.id == distribution_id,
+                    distributions.c.status == DistributionStatus.SENDING.value,
+                    ~still_open,
+                )
+                .values(
+                    status=sa.case((troubled, DistributionStatus.PARTIAL.value), else_=DistributionStatus.SENT.value),
+                    updated_at=utcnow(),
+                )
+            )
+        return self.status_of(distribution_id)
+
     def set_status(
         self,
         distribution_id: int,
@@ -496,28 +529,45 @@ class Store:
         with self.engine.begin() as db:
             return bool(db.execute(query.values(**values)).rowcount)
 
-    def release_hold(self, distribution_id: int, now: datetime | None = None) -> DistributionStatus | None:
-        """A person lets a held or paused distribution go on: a paused one resumes sending; a held one (found
-        too late) is due now. Returns the new status, or None if it was neither held nor paused."""
+    def release_hold(
+        self, distribution_id: int, now: datetime | None = None, retry_failed: bool = False
+    ) -> DistributionStatus | None:
+        """A person lets a distribution go on: a paused one resumes sending; a held one (found too late) is
+        due now. With `retry_failed`, its failed deliveries are queued again (the cause, such as a revoked
+        key, is fixed), which also reopens a `partial` one. Returns the new status, or None if there was
+        nothing to release."""
         now = now or utcnow()
-        self.distribution(distribution_id)  # raises NotFoundError
+        current = self.distribution(distribution_id).status  # raises NotFoundError
+        releasable = {DistributionStatus.PAUSED, DistributionStatus.HELD}
+        if retry_failed:
+            releasable.add(DistributionStatus.PARTIAL)
+        if current not in releasable:
+            return None
         with self.engine.begin() as db:
-            resumed = db.execute(
+            retried = 0
+            if retry_failed:
+                retried = db.execute(
+                    deliveries.update()
+                    .where(
+                        deliveries.c.distribution_id == distribution_id,
+                        deliveries.c.status == DeliveryStatus.FAILED.value,
+                    )
+                    .values(status=DeliveryStatus.PENDING.value, error=None, attempts=0, updated_at=now)
+                ).rowcount
+            if current is DistributionStatus.PARTIAL and not retried:
+                return None
+            target = DistributionStatus.SCHEDULED if current is DistributionStatus.HELD else DistributionStatus.SENDING
+            values: dict[str, Any] = {"status": target.value, "note": None, "updated_at": now}
+            if current is DistributionStatus.HELD:
+                values["due_at"] = now
+            moved = db.execute(
                 distributions.update()
-                .where(
-                    distributions.c.id == distribution_id,
-                    distributions.c.status == DistributionStatus.PAUSED.value,
-                )
-                .values(status=DistributionStatus.SENDING.value, note=None, updated_at=now)
+                .where(distributions.c.id == distribution_id, distributions.c.status == current.value)
+                .values(values)
             ).rowcount
-            if resumed:
-                return DistributionStatus.SENDING
-            released = db.execute(
-                distributions.update()
-                .where(distributions.c.id == distribution_id, distributions.c.status == DistributionStatus.HELD.value)
-                .values(status=DistributionStatus.SCHEDULED.value, due_at=now, note=None, updated_at=now)
-            ).rowcount
-        return DistributionStatus.SCHEDULED if released else None
+            if not moved:  # changed under us; undo by rolling back
+                raise ScheduleError(f"distribution {distribution_id} changed while being released; try again")
+        return target
 
     def cancel(self, distribution_id: int) -> int:
         """Cancel a distribution and every delivery not yet handed to a transport. Returns how many."""
@@ -557,6 +607,11 @@ class Store:
         and channel (another audience, another distribution) or suppressed are skipped. Returns rows added."""
         now = now or utcnow()
         with self.engine.begin() as db:
+            # Hold the distribution's row: two workers snapshotting at once take turns (PostgreSQL; SQLite
+            # transactions are serialised anyway), and the second finds the ledger written.
+            db.execute(
+                sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update()
+            ).first()
             exists = db.execute(
                 sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
             ).first()
@@ -599,6 +654,11 @@ class Store:
         kept only as a hash cannot be matched here; `claim` checks hashes again before anything is sent.)"""
         now = now or utcnow()
         with self.engine.begin() as db:
+            # Hold the distribution's row: two workers snapshotting at once take turns (PostgreSQL; SQLite
+            # transactions are serialised anyway), and the second finds the ledger written.
+            db.execute(
+                sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update()
+            ).first()
             exists = db.execute(
                 sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
             ).first()
@@ -647,7 +707,7 @@ class Store:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            rows = db.execute(
+            take = (
                 deliveries.update()
                 .where(deliveries.c.id.in_(pick.scalar_subquery()))
                 .values(
@@ -657,23 +717,28 @@ class Store:
                     attempts=deliveries.c.attempts + 1,
                     updated_at=now,
                 )
-                .returning(deliveries.c.id, deliveries.c.address, deliveries.c.name)
-            ).all()
-            hashes = {address_hash(r.address): r.id for r in rows}
-            blocked = set(
-                db.execute(
-                    sa.select(suppressions.c.address_hash).where(among(suppressions.c.address_hash, list(hashes)))
-                ).scalars()
+                .returning(deliveries.c.id, deliveries.c.address, deliveries.c.name, deliveries.c.attempts)
             )
-            if blocked:
-                db.execute(
-                    deliveries.update()
-                    .where(among(deliveries.c.id, [hashes[h] for h in blocked]))
-                    .values(status=DeliveryStatus.SUPPRESSED.value, updated_at=now)
+            while True:  # a batch that was all suppressed is not the end of the list: take the next one
+                rows = db.execute(take).all()
+                hashes = {address_hash(r.address): r.id for r in rows}
+                blocked = set(
+                    db.execute(
+                        sa.select(suppressions.c.address_hash).where(among(suppressions.c.address_hash, list(hashes)))
+                    ).scalars()
                 )
-            blocked_ids = {hashes[h] for h in blocked}
-        claimed = [ClaimedDelivery(r.id, r.address, r.name) for r in rows if r.id not in blocked_ids]
-        return sorted(claimed, key=lambda c: c.id)
+                if blocked:
+                    db.execute(
+                        deliveries.update()
+                        .where(among(deliveries.c.id, [hashes[h] for h in blocked]))
+                        .values(status=DeliveryStatus.SUPPRESSED.value, claimed_by=None, updated_at=now)
+                    )
+                blocked_ids = {hashes[h] for h in blocked}
+                claimed = [
+                    ClaimedDelivery(r.id, r.address, r.name, r.attempts) for r in rows if r.id not in blocked_ids
+                ]
+                if claimed or not rows:
+                    return sorted(claimed, key=lambda c: c.id)
 
     def mark_submitting(self, ids: Sequence[int], worker: str) -> list[int]:
         """Record that these deliveries are being handed to the transport (a crash now means "in doubt").
@@ -692,8 +757,9 @@ class Store:
             ).scalars()
             return sorted(int(i) for i in moved)
 
-    def release_claims(self, ids: Sequence[int], worker: str) -> None:
-        """Give back deliveries `worker` claimed but did not send (e.g. rate limited); never someone else's."""
+    def release_claims(self, ids: Sequence[int], worker: str, refund: bool = False) -> None:
+        """Give back deliveries `worker` claimed but did not send; never someone else's. `refund` takes the
+        claim off their attempt count (a rate limit is not the recipient's doing)."""
         with self.engine.begin() as db:
             db.execute(
                 deliveries.update()
@@ -707,12 +773,19 @@ class Store:
                     claimed_by=None,
                     lease_until=None,
                     updated_at=utcnow(),
+                    attempts=deliveries.c.attempts - (1 if refund else 0),
                 )
             )
 
     def record_results(self, results: Sequence[SendResult], when: datetime | None = None) -> None:
         """Write what the transport reported. Results that share an outcome, provider id and error (a whole
-        SendGrid request shares one X-Message-Id) are written with one UPDATE … WHERE id IN (…)."""
+        SendGrid request shares one X-Message-Id) are written with one UPDATE … WHERE id IN (…). Only rows
+        still in flight (or put in doubt meanwhile, when a lease ran out) change: a late answer never undoes
+        a person's decision or a provider event."""
+        in_flight = sa.or_(
+            deliveries.c.status == sa.literal_column("'submitting'"),
+            deliveries.c.status == sa.literal_column("'in_doubt'"),
+        )
         when = when or utcnow()
         groups: dict[tuple[Outcome, str | None, str | None], list[int]] = {}
         for result in results:
@@ -731,11 +804,11 @@ class Store:
                     singles.append({f"b_{key}": value for key, value in values.items()} | {"b_id": ids[0]})
                     continue
                 values |= {"lease_until": None, "updated_at": when}
-                db.execute(deliveries.update().where(among(deliveries.c.id, ids)).values(values))
+                db.execute(deliveries.update().where(among(deliveries.c.id, ids), in_flight).values(values))
             if singles:
                 db.execute(
                     deliveries.update()
-                    .where(deliveries.c.id == sa.bindparam("b_id"))
+                    .where(deliveries.c.id == sa.bindparam("b_id"), in_flight)
                     .values(
                         status=sa.bindparam("b_status"),
                         provider_id=sa.bindparam("b_provider_id"),

@@ -18,12 +18,13 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from itsdangerous.signer import HMACAlgorithm
 
 from pipeline.models import Recipient
 
 _SALT = "pipeline.unsubscribe.v2"
+_V1_SALT = "pipeline.unsubscribe.v1"  # earlier links: the address itself, serialised; still honoured
 
 
 def key_id(secret: str) -> str:
@@ -68,6 +69,7 @@ class UnsubscribeLinks:
         }
         self._kid = key_id(secrets[-1])  # the newest signs
         self._signer = self._signers[self._kid]
+        self._v1 = URLSafeSerializer(list(secrets), salt=_V1_SALT)
 
     def token(self, address: str) -> str:
         payload = base64.urlsafe_b64encode(address_digest(address)).rstrip(b"=")
@@ -97,10 +99,18 @@ class UnsubscribeLinks:
         kid, _, signed = token.partition(".")
         signer = self._signers.get(kid)
         if signer is None:
-            return None
+            return self._v1_hash(token)
         try:
             payload = signer.unsign(signed.encode())
             digest = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
         except (BadSignature, ValueError):
             return None
         return digest.hex() if len(digest) == 32 else None
+
+    def _v1_hash(self, token: str) -> str | None:
+        """Links mailed before key ids existed carried the address itself; they keep working (CASL: 60 days)."""
+        try:
+            address = self._v1.loads(token)
+        except BadSignature:
+            return None
+        return address_digest(address).hex() if isinstance(address, str) else None

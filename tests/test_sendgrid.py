@@ -317,3 +317,46 @@ def test_a_long_rate_limit_is_left_to_a_later_sweep(
         assert naps == [] and first.accepted == 0 and "rate limited for 60 min" in (first.waiting or "")
         assert set(_statuses(ch.runtime, dist_id).values()) == {"pending"}
         assert _dispatcher(ch.runtime, naps).dispatch(dist_id).status is DistributionStatus.SENT
+
+
+def test_after_a_revoked_key_is_fixed_release_retry_failed_sends_the_rest(
+    settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with channel("sendgrid", with_send(settings, pause_after_failures=2, batch_size=2), monkeypatch) as ch:
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
+        dist_id = _queue(ch.runtime, project)
+        report = ch.runtime.dispatcher().dispatch(dist_id)
+        assert report.status is DistributionStatus.PAUSED and report.failed >= 2
+        monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)  # the key is replaced
+        plain = run_cli(project, "release", str(dist_id))
+        assert "released: sending" in plain.output
+        ch.runtime.store.set_status(dist_id, DistributionStatus.PAUSED)
+        retried = run_cli(project, "release", str(dist_id), "--retry-failed")
+        assert retried.exit_code == 0 and "released: sending" in retried.output
+        again = ch.runtime.dispatcher().dispatch(dist_id)
+        assert again.status is DistributionStatus.SENT
+        assert ch.sendgrid is not None and ch.sendgrid.counts() == dict.fromkeys(ch.sendgrid.counts(), 1)
+        assert len(ch.sendgrid.counts()) == 4
+        refused = run_cli(project, "release", str(dist_id))
+        assert refused.exit_code == 2 and "is sent; only a held or paused one" in refused.output
+
+
+def test_links_mailed_before_key_ids_still_unsubscribe(runtime: Runtime) -> None:
+    from itsdangerous import URLSafeSerializer
+
+    from pipeline.store import address_hash
+
+    secret = runtime.settings.unsubscribe_secret()
+    old_token = URLSafeSerializer([secret], salt="pipeline.unsubscribe.v1").dumps("ana@example.com")
+    assert runtime.links.address_hash_of(old_token) == address_hash("ana@example.com")
+    forged = URLSafeSerializer(["not-the-secret"], salt="pipeline.unsubscribe.v1").dumps("ana@example.com")
+    assert runtime.links.address_hash_of(forged) is None
+    new = runtime.links.token("ana@example.com")
+    assert runtime.links.address_hash_of(new) == address_hash("ana@example.com")
+    assert runtime.links.address_hash_of(new[:-2] + "xx") is None
+    assert (
+        runtime.links.address_hash_of(
+            new.replace(new.split(".")[1], runtime.links.token("bo@example.test").split(".")[1])
+        )
+        is None
+    )

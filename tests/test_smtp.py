@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline.config import Settings, load_settings
 from pipeline.contacts import read_contacts
 from pipeline.intake import queue_release
-from pipeline.models import DeliveryStatus, DistributionStatus
+from pipeline.models import Contact, DeliveryStatus, DistributionStatus
 from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
 from pipeline.send import Dispatcher
@@ -124,7 +124,8 @@ def test_messages_are_paced_to_the_configured_rate(settings: Settings, project: 
         assert [r.outcome for r in results] == ["accepted"] * 10
         # Ten messages at five a second: nine waits, 1.8 s in all (the clock does not move otherwise).
         assert len(naps) == 9 and sum(naps) == pytest.approx(1.8)
-        assert transport.max_batch(timedelta(minutes=5)) == 750  # a batch fits in half a lease
+        # A lane's batch fits in half a lease, at its share of the rate (two connections share 5/s).
+        assert transport.max_batch(timedelta(minutes=5)) == 375
 
 
 def test_a_temporary_refusal_is_retried_later_not_failed(
@@ -194,3 +195,30 @@ def test_header_injection_through_a_name_is_impossible(settings: Settings) -> No
         message = received.message()
         assert message["Bcc"] is None and received.rcpt_to == "eve@example.com"
         assert message["To"].addresses[0].display_name == "Eve Bcc: all@example.com"
+
+
+def test_an_internationalised_address_fails_alone_when_the_relay_lacks_smtputf8(
+    settings: Settings, project: Path
+) -> None:
+    with FakeSmtp(smtputf8=False) as relay, _smtp_runtime(with_send(settings, batch_size=10), relay) as rt:
+        rt.store.save_contacts([Contact(email="josé@example.com"), Contact(email="zoë@example.com", name="Zoë")])
+        dist_id = _queue(rt, project)
+        report = _dispatcher(rt).dispatch(dist_id)
+        statuses = {d["address"]: (d["status"], d["error"]) for d in rt.store.deliveries_of(dist_id)}
+        assert report.accepted == 4 and report.failed == 2 and report.status is DistributionStatus.PARTIAL
+        assert statuses["josé@example.com"][0] == "failed"
+        assert "SMTPUTF8" in str(statuses["josé@example.com"][1])
+        assert len(relay.received) == 4
+
+
+def test_a_message_is_well_formed_for_any_address_and_line_ending(runtime: Runtime, project: Path) -> None:
+    from dataclasses import replace
+
+    from pipeline.message import MessageTemplate
+
+    release = parse_release(project.parent / "releases" / "acme.txt", runtime.settings.zone)
+    rendition = runtime.renderer.email(release, release.slug)
+    rendition = replace(rendition, text=rendition.text.replace("\n", "\r", 3))  # lone CRs from a template
+    raw = MessageTemplate(rendition).render(runtime.links.recipient(3, "josé@example.com", None), datetime.now(UTC))
+    assert b"\r\n" in raw and b"\r" not in raw.replace(b"\r\n", b"")
+    assert b"\nTo: <jos\xc3\xa9@example.com>\r\n" in raw

@@ -82,7 +82,8 @@ def test_headline_and_names_in_other_scripts_survive(
         assert ch.runtime.dispatcher().dispatch(dist_id).accepted == 1
         (message,) = ch.received()
         assert message.subject == "École Ωmega: 山田 Ünïcode «Prix» — la première édition"
-        assert message.name == "Zoë 山田, Ω"
+        # SendGrid cannot take a comma in a display name, so it is dropped there; MIME quotes it.
+        assert message.name == ("Zoë 山田 Ω" if kind == "sendgrid" else "Zoë 山田, Ω")
         assert "L'École Ωmega annonce un prix" in message.text.replace("\n", " ")
 
 

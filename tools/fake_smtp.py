@@ -150,6 +150,7 @@ class FakeSmtp:
         host: str = "127.0.0.1",
         port: int | None = None,
         keep_messages: bool = True,
+        smtputf8: bool = True,  # False: a relay that cannot take internationalised addresses
     ) -> None:
         self.keep_messages = keep_messages
         self.tally: Counter[str] = Counter()  # accepted messages per recipient
@@ -164,7 +165,7 @@ class FakeSmtp:
         self._lock = threading.Lock()
         self._ids = 0
         self.cert: Path | None = None
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls != "none":
             self.cert, key = self_signed(host)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

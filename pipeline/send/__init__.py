@@ -28,13 +28,14 @@ from pathlib import Path
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
 from pipeline.errors import PermanentSendError, TransientSendError
-from pipeline.models import DeliveryStatus, Distribution, DistributionStatus, Outcome, SendResult
+from pipeline.models import Distribution, DistributionStatus, Outcome, SendResult
 from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
 from pipeline.store import Store
 from pipeline.unsubscribe import UnsubscribeLinks
 
 CHANNEL = "email"
+MAX_ATTEMPTS = 10  # claims of one delivery the provider keeps deferring before it counts as failed
 LONGEST_WAIT = 300.0  # seconds; a provider asking for a longer pause is left to a later sweep
 
 
@@ -62,7 +63,6 @@ class _Run:
     batch_size: int
     progress: Callable[[int, int], None] | None
     done: int = 0
-    retries: int = 0
     consecutive_failures: int = 0
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,11 +174,13 @@ class Dispatcher:
                         future.result()
         finally:
             self.transport.close()
-        report.status = self._finish(dist)
+        report.status = self.store.finish(dist.id)
         return report
 
     def _lane(self, run: _Run) -> None:
-        """Claim, send and record batches until none is left or the run stops. Several lanes may share a run."""
+        """Claim, send and record batches until none is left or the run stops. Several lanes may share a run;
+        each counts its own retries, so one outage seen by every lane at once is one retry, not several."""
+        retries = 0
         while not run.stopped:
             lease_until = self.clock() + self.settings.send.lease
             batch = self.store.claim(run.dist_id, self.worker, run.batch_size, lease_until)
@@ -194,21 +196,43 @@ class Dispatcher:
             try:
                 results = self.transport.send(run.rendition, recipients)
             except TransientSendError as exc:
-                self.store.release_claims(ids, self.worker)
-                self._retry_later(run, exc, counts=not exc.rate_limited)
+                self.store.release_claims(ids, self.worker, refund=exc.rate_limited)
+                retries += 0 if exc.rate_limited else 1
+                if not self._pause_before_retry(run, exc, retries):
+                    return
                 continue
             except PermanentSendError as exc:
                 results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
+            except Exception as exc:
+                # A fault of our own or of a library: the request may have gone out, so never resend blindly.
+                why = f"unexpected error while sending ({type(exc).__name__}: {exc})"
+                self.store.record_results([SendResult(r.delivery_id, Outcome.IN_DOUBT, error=why) for r in recipients])
+                run.report.errors.append(why)
+                run.stop(why)
+                raise
+            attempts = {c.id: c.attempts for c in batch}
+            results = [self._give_up_after_attempts(r, attempts.get(r.delivery_id, 1)) for r in results]
             later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
             results = [r for r in results if r.outcome is not Outcome.RETRY]
             self.store.record_results(results, self.clock())
             if later:
                 self.store.release_claims(later, self.worker)
             self._tally(run, results)
+            if any(r.outcome is Outcome.ACCEPTED for r in results):
+                retries = 0
             if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
-                progressed = any(r.outcome is Outcome.ACCEPTED for r in results)
+                retries += 1
                 trouble = TransientSendError(f"{len(later)} recipients to retry")
-                self._retry_later(run, trouble, counts=True, progressed=progressed)
+                if not self._pause_before_retry(run, trouble, retries):
+                    return
+
+    def _give_up_after_attempts(self, result: SendResult, attempts: int) -> SendResult:
+        """A recipient the provider keeps deferring (SMTP 4xx every time) fails after MAX_ATTEMPTS claims,
+        so a distribution always ends."""
+        if result.outcome is Outcome.RETRY and attempts >= MAX_ATTEMPTS:
+            why = f"gave up after {attempts} attempts: {result.error or 'deferred each time'}"
+            return SendResult(result.delivery_id, Outcome.FAILED, error=why)
+        return result
 
     def _tally(self, run: _Run, results: list[SendResult]) -> None:
         with run.lock:
@@ -222,8 +246,6 @@ class Dispatcher:
                     run.consecutive_failures += 1
                 else:
                     report.in_doubt += 1
-            if any(r.outcome is Outcome.ACCEPTED for r in results):
-                run.retries = 0
             run.done += len(results)
             if run.progress:
                 run.progress(run.done, run.total)
@@ -237,23 +259,23 @@ class Dispatcher:
                 )
                 run.stopped = True
 
-    def _retry_later(self, run: _Run, exc: TransientSendError, counts: bool, progressed: bool = False) -> None:
-        """Back off before this lane's next claim, or stop the run once the retry budget is spent (the next
-        sweep goes on from there). Rate limits (`counts` False) never spend the budget."""
-        with run.lock:
-            if counts:
-                run.retries = 1 if progressed else run.retries + 1
-            if run.retries > self.settings.send.max_retries:
+    def _pause_before_retry(self, run: _Run, exc: TransientSendError, retries: int) -> bool:
+        """Back off before this lane's next claim. False (and the run stops; the next sweep goes on from
+        there) once the lane's retry budget is spent, or when the provider asks for a very long pause."""
+        if retries > self.settings.send.max_retries:
+            with run.lock:
                 if not run.stopped:
-                    run.report.errors.append(f"gave up after {run.retries - 1} retries: {exc}")
-                    run.stop_locked("retry budget spent; the next sweep tries again")
-                return
-            wait = self._backoff(max(1, run.retries), exc.retry_after)
-            if wait > LONGEST_WAIT:  # do not hold this worker (and every other due distribution) that long
+                    run.report.errors.append(f"gave up after {retries - 1} retries: {exc}")
+                run.stop_locked("retry budget spent; the next sweep tries again")
+            return False
+        wait = self._backoff(max(1, retries), exc.retry_after)
+        if wait > LONGEST_WAIT:  # do not hold this worker (and every other due distribution) that long
+            with run.lock:
                 run.report.errors.append(f"{exc}; asked to wait {wait:.0f} s")
                 run.stop_locked(f"rate limited for {wait / 60:.0f} min; a later sweep goes on")
-                return
+            return False
         self.sleep(wait)
+        return True
 
     def _snapshot(self, dist: Distribution) -> int:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
@@ -261,15 +283,6 @@ class Dispatcher:
             return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
         return self.store.snapshot(dist.id, dist.release_id, CHANNEL, ((c.email, c.name) for c in chosen))
-
-    def _finish(self, dist: Distribution) -> DistributionStatus:
-        current = self.store.distribution(dist.id)
-        if current.status is not DistributionStatus.SENDING or self.store.open_count(dist.id):
-            return current.status
-        troubled = current.counts.get(DeliveryStatus.FAILED, 0) + current.counts.get(DeliveryStatus.IN_DOUBT, 0)
-        final = DistributionStatus.PARTIAL if troubled else DistributionStatus.SENT
-        self.store.set_status(dist.id, final, only_from=[DistributionStatus.SENDING])
-        return final
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

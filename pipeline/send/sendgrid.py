@@ -91,7 +91,8 @@ class SendGridTransport:
         to = {"email": recipient.address}
         name = recipient.name or ""
         if name:
-            to["name"] = name
+            # SendGrid mishandles a comma or semicolon in a display name (it splits the address list).
+            to["name"] = " ".join(name.replace(",", " ").replace(";", " ").split())
         unsubscribe = [f"<{recipient.unsubscribe_url}>"]
         if recipient.unsubscribe_mailto:
             unsubscribe.append(f"<{recipient.unsubscribe_mailto}>")

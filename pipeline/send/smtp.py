@@ -33,8 +33,12 @@ class _Reply(Exception):
     """A relay answered a step with an error code."""
 
     def __init__(self, step: str, code: int, text: bytes) -> None:
-        self.code = code
+        self.step, self.code = step, code
         super().__init__(f"{step}: {code} {text.decode('utf-8', 'replace')}")
+
+
+class _Refused(Exception):
+    """This one message cannot be sent through this relay (e.g. an internationalised address without SMTPUTF8)."""
 
 
 class _Dropped(Exception):
@@ -75,15 +79,15 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        conn: smtplib.SMTP | None = None
         try:
             if s.security == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.tls_context)
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.tls_context)
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             conn.ehlo()
             if s.security == "starttls":
                 if not conn.has_extn("starttls"):
-                    conn.close()
                     raise PermanentSendError(
                         f"the relay {s.host}:{s.port} does not offer STARTTLS; set smtp.security to 'ssl' or 'none'"
                     )
@@ -92,9 +96,20 @@ class SmtpTransport:
             if s.username:
                 conn.login(s.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(conn)
             raise PermanentSendError(f"the relay {s.host}:{s.port} refused the login: {_said(exc)}") from exc
-        except (OSError, smtplib.SMTPException) as exc:
+        except ssl.SSLCertVerificationError as exc:  # a configuration problem, not a passing one
+            _close_quietly(conn)
+            raise PermanentSendError(
+                f"the relay {s.host}:{s.port} presented a certificate that cannot be trusted ({exc.verify_message}); "
+                "set smtp.ca_file if it uses a private CA"
+            ) from exc
+        except OSError as exc:  # every SMTPException is an OSError
+            _close_quietly(conn)
             raise TransientSendError(f"cannot reach the relay {s.host}:{s.port}: {exc}") from exc
+        except PermanentSendError:
+            _close_quietly(conn)
+            raise
         with self._lock:
             self.connections += 1
             self._open_connections.add(conn)
@@ -115,11 +130,12 @@ class SmtpTransport:
                 conn.close()
 
     def max_batch(self, lease: timedelta) -> int:
-        """With a message rate, a batch must fit in half a lease (else another worker would take it over)."""
+        """With a message rate, a batch must fit in half a lease (else another worker would take it over);
+        the lanes share the rate, so each lane's batch takes `connections` times longer."""
         rate = self.settings.rate_per_second
         if rate <= 0:
             return 1000
-        return max(1, min(1000, int(rate * lease.total_seconds() / 2)))
+        return max(1, min(1000, int(rate * lease.total_seconds() / 2 / self.settings.connections)))
 
     def close(self) -> None:
         """Say goodbye on every connection the lanes opened."""
@@ -150,6 +166,8 @@ class SmtpTransport:
         """One message on an open connection; returns the relay's queue id text. Raises _Reply, _Dropped,
         _Unanswered."""
         options = ["SMTPUTF8"] if not (sender.isascii() and recipient.isascii()) else []
+        if options and not conn.has_extn("smtputf8"):
+            raise _Refused("the relay does not accept internationalised addresses (no SMTPUTF8)")
         try:
             code, text = conn.mail(sender, options)
             if code != 250:
@@ -164,11 +182,13 @@ class SmtpTransport:
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             conn.send(body + b".\r\n")
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        except (smtplib.SMTPNotSupportedError, UnicodeEncodeError) as exc:  # before anything was accepted
+            raise _Refused(str(exc)) from exc
+        except OSError as exc:  # includes SMTPServerDisconnected (every SMTPException is an OSError)
             raise _Dropped(str(exc) or type(exc).__name__) from exc
         try:
             code, text = conn.getreply()
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        except OSError as exc:
             raise _Unanswered(str(exc) or type(exc).__name__) from exc
         if code != 250:
             raise _Reply("end of DATA", code, text)
@@ -198,6 +218,8 @@ class SmtpTransport:
             except TransientSendError as exc:
                 self.trouble = str(exc)
                 return None
+            except PermanentSendError as exc:  # login refused, no STARTTLS: this one fails, with the reason
+                return SendResult(recipient.delivery_id, Outcome.FAILED, error=str(exc))
             try:
                 queued = self._transmit(conn, sender, recipient.address, message)
             except _Dropped as exc:
@@ -210,12 +232,18 @@ class SmtpTransport:
                 self._drop()
                 reason = f"the relay did not answer after the message was sent ({exc})"
                 return SendResult(recipient.delivery_id, Outcome.IN_DOUBT, error=reason)
+            except _Refused as exc:
+                self._reset(conn)
+                return SendResult(recipient.delivery_id, Outcome.FAILED, error=str(exc))
             except _Reply as exc:
                 self._reset(conn)
                 if exc.code == 421:  # the relay is closing this connection; try again on a new one
                     self._drop()
                     if attempt == 1:
                         continue
+                if exc.step == "MAIL FROM" and exc.code < 500:  # the relay is throttling us, not refusing them
+                    self.trouble = str(exc)
+                    return None
                 outcome = Outcome.FAILED if 500 <= exc.code < 600 else Outcome.RETRY
                 return SendResult(recipient.delivery_id, outcome, error=str(exc))
             return SendResult(recipient.delivery_id, Outcome.ACCEPTED, provider_id=queued[:200] or None)
@@ -227,6 +255,12 @@ class SmtpTransport:
             conn.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+def _close_quietly(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 def _said(exc: smtplib.SMTPResponseException) -> str:
