@@ -194,6 +194,17 @@ def among(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElem
     return column.in_(sa.select(sa.cast(items.c.value, column.type)))
 
 
+def _ledger_written(db: Connection, distribution_id: int) -> bool:
+    """Whether a distribution's ledger rows exist. Holds the distribution's row first, so two workers
+    snapshotting at once take turns (PostgreSQL; SQLite transactions are serialised anyway) and the second
+    finds the ledger written."""
+    db.execute(sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update()).first()
+    found = db.execute(
+        sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
+    ).first()
+    return found is not None
+
+
 def address_hash(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
@@ -607,15 +618,7 @@ class Store:
         and channel (another audience, another distribution) or suppressed are skipped. Returns rows added."""
         now = now or utcnow()
         with self.engine.begin() as db:
-            # Hold the distribution's row: two workers snapshotting at once take turns (PostgreSQL; SQLite
-            # transactions are serialised anyway), and the second finds the ledger written.
-            db.execute(
-                sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update()
-            ).first()
-            exists = db.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
-            ).first()
-            if exists:
+            if _ledger_written(db, distribution_id):
                 return 0
             suppressed = set(db.execute(sa.select(suppressions.c.address_hash)).scalars())
             taken = set(
@@ -654,15 +657,7 @@ class Store:
         kept only as a hash cannot be matched here; `claim` checks hashes again before anything is sent.)"""
         now = now or utcnow()
         with self.engine.begin() as db:
-            # Hold the distribution's row: two workers snapshotting at once take turns (PostgreSQL; SQLite
-            # transactions are serialised anyway), and the second finds the ledger written.
-            db.execute(
-                sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update()
-            ).first()
-            exists = db.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.distribution_id == distribution_id).limit(1)
-            ).first()
-            if exists:
+            if _ledger_written(db, distribution_id):
                 return 0
             taken = sa.select(deliveries.c.address).where(
                 deliveries.c.release_id == release_id, deliveries.c.channel == channel

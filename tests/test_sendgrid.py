@@ -16,26 +16,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pipeline.config import Settings
-from pipeline.contacts import read_contacts
-from pipeline.intake import queue_release
 from pipeline.models import DeliveryStatus, DistributionStatus
-from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
 from pipeline.send import Dispatcher
 from pipeline.store import utcnow
 from tests.conftest import run_cli
-from tests.transport_rig import API_KEY, channel, many_contacts, with_send
+from tests.transport_rig import API_KEY, channel, queue_to_all, with_send
 from tools.fake_sendgrid import FakeSendGrid, Faults
-
-
-def _queue(runtime: Runtime, project: Path, extra: int = 0) -> int:
-    runtime.store.save_contacts(read_contacts(project.parent / "contacts.csv").contacts)
-    if extra:
-        runtime.store.save_contacts(many_contacts(extra))
-    release = parse_release(project.parent / "releases" / "acme.txt", runtime.settings.zone)
-    dist_id, _ = queue_release(runtime.store, runtime.settings, release, ("all",), utcnow(), "America/Toronto")
-    assert dist_id is not None
-    return dist_id
 
 
 def _dispatcher(runtime: Runtime, naps: list[float]) -> Dispatcher:
@@ -59,7 +46,7 @@ def test_the_request_carries_what_each_recipient_needs(
     settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with channel("sendgrid", settings, monkeypatch) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         ch.runtime.dispatcher().dispatch(dist_id)
         assert ch.sendgrid is not None and ch.sendgrid.requests == 1
         ledger = {d["address"]: d for d in ch.runtime.store.deliveries_of(dist_id)}
@@ -80,7 +67,7 @@ def test_sandbox_mode_is_validated_but_not_delivered(
     sandboxed = settings.model_copy(update={"sendgrid": settings.sendgrid.model_copy(update={"sandbox": True})})
     with channel("sendgrid", sandboxed, monkeypatch) as ch:
         assert ch.runtime.settings.sendgrid.sandbox
-        report = ch.runtime.dispatcher().dispatch(_queue(ch.runtime, project))
+        report = ch.runtime.dispatcher().dispatch(queue_to_all(ch.runtime, project))
         assert ch.sendgrid is not None
         assert report.accepted == 4 and ch.sendgrid.statuses["200"] == 1 and ch.sendgrid.accepted == []
 
@@ -98,7 +85,7 @@ def test_a_wrong_key_fails_and_pauses_at_once(
 ) -> None:
     with channel("sendgrid", with_send(settings, pause_after_failures=3), monkeypatch) as ch:
         monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
-        report = ch.runtime.dispatcher().dispatch(_queue(ch.runtime, project))
+        report = ch.runtime.dispatcher().dispatch(queue_to_all(ch.runtime, project))
         assert report.status is DistributionStatus.PAUSED and report.failed == 4
         row = ch.runtime.store.deliveries_of(report.distribution_id)[0]
         assert "401" in str(row["error"]) and "authorization grant is invalid" in str(row["error"])
@@ -111,7 +98,7 @@ def test_rate_limits_wait_for_the_reset_and_never_count_as_failures(
     faults = Faults(script=["rate_limit"] * 5, reset_after=30)
     with channel("sendgrid", with_send(settings, max_retries=1), monkeypatch, faults=faults) as ch:
         naps: list[float] = []
-        report = _dispatcher(ch.runtime, naps).dispatch(_queue(ch.runtime, project))
+        report = _dispatcher(ch.runtime, naps).dispatch(queue_to_all(ch.runtime, project))
         assert report.status is DistributionStatus.SENT and report.accepted == 4 and report.failed == 0
         assert len(naps) == 5
         assert all(28 <= nap <= 31 for nap in naps)  # until X-RateLimit-Reset, plus a little jitter
@@ -126,7 +113,7 @@ def test_server_errors_back_off_and_give_up_after_the_budget(
         "sendgrid", with_send(settings, max_retries=2, backoff=timedelta(seconds=1)), monkeypatch, faults=faults
     ) as ch:
         naps: list[float] = []
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         first = _dispatcher(ch.runtime, naps).dispatch(dist_id)
         # Three attempts (one plus two retries), each waiting longer; then it stops for the next sweep.
         assert first.accepted == 0 and first.status is DistributionStatus.SENDING
@@ -143,7 +130,7 @@ def test_an_answer_lost_after_sending_leaves_the_batch_in_doubt_and_unsent_again
 ) -> None:
     faults = Faults(script=["drop_after_accept"])
     with channel("sendgrid", settings, monkeypatch, faults=faults) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert (report.in_doubt, report.status) == (4, DistributionStatus.PARTIAL)
         assert set(_statuses(ch.runtime, dist_id).values()) == {"in_doubt"}
@@ -156,7 +143,7 @@ def test_a_timeout_waiting_for_the_answer_is_in_doubt(
 ) -> None:
     faults = Faults(script=["slow"], slow_seconds=1.0)
     with channel("sendgrid", settings, monkeypatch, faults=faults, timeout=0.3) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert report.in_doubt == 4
         row = ch.runtime.store.deliveries_of(dist_id)[0]
@@ -172,7 +159,7 @@ def test_an_unreachable_server_is_retried_later(
     server.stop()
     sg = settings.sendgrid.model_copy(update={"host": url, "timeout": 2})
     rt = Runtime.open(with_send(settings, max_retries=1).model_copy(update={"transport": "sendgrid", "sendgrid": sg}))
-    dist_id = _queue(rt, project)
+    dist_id = queue_to_all(rt, project)
     naps: list[float] = []
     report = _dispatcher(rt, naps).dispatch(dist_id)
     assert report.accepted == 0 and "unreachable" in report.errors[0]
@@ -185,7 +172,7 @@ def test_resolve_lists_then_settles_deliveries_in_doubt(
 ) -> None:
     faults = Faults(script=["drop_after_accept"])
     with channel("sendgrid", with_send(settings, batch_size=2), monkeypatch, faults=faults) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         ch.runtime.dispatcher().dispatch(dist_id)
         config = project
         doubtful = sorted(a for a, s in _statuses(ch.runtime, dist_id).items() if s == "in_doubt")
@@ -234,7 +221,7 @@ def test_under_random_faults_everyone_is_accepted_exactly_once_and_the_ledger_ag
     )
     with channel("sendgrid", base, monkeypatch, faults=faults, timeout=0.25) as ch:
         assert ch.sendgrid is not None
-        dist_id = _queue(ch.runtime, project, extra=600)
+        dist_id = queue_to_all(ch.runtime, project, extra=600)
         naps: list[float] = []
         for _ in range(200):  # sweeps, until nothing is left to send
             _dispatcher(ch.runtime, naps).dispatch(dist_id)
@@ -264,7 +251,7 @@ def test_with_requests_in_flight_a_pause_still_stops_the_list(
     lanes = lanes.model_copy(update={"sendgrid": lanes.sendgrid.model_copy(update={"concurrency": 4})})
     with channel("sendgrid", lanes, monkeypatch) as ch:
         monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
-        dist_id = _queue(ch.runtime, project, extra=3000)
+        dist_id = queue_to_all(ch.runtime, project, extra=3000)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert report.status is DistributionStatus.PAUSED
         # Only the batches already in flight when the first refusal came back failed; the rest wait.
@@ -278,7 +265,7 @@ def test_a_dead_workers_batches_are_taken_over_and_nothing_in_flight_is_resent(
 ) -> None:
     with channel("sendgrid", settings, monkeypatch) as ch:
         store = ch.runtime.store
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         store.snapshot_everyone(dist_id, store.distribution(dist_id).release_id, "email")
         store.set_status(dist_id, DistributionStatus.SENDING)
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -312,7 +299,7 @@ def test_a_long_rate_limit_is_left_to_a_later_sweep(
     faults = Faults(script=["rate_limit"], reset_after=3600)
     with channel("sendgrid", settings, monkeypatch, faults=faults) as ch:
         naps: list[float] = []
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         first = _dispatcher(ch.runtime, naps).dispatch(dist_id)
         assert naps == [] and first.accepted == 0 and "rate limited for 60 min" in (first.waiting or "")
         assert set(_statuses(ch.runtime, dist_id).values()) == {"pending"}
@@ -324,7 +311,7 @@ def test_after_a_revoked_key_is_fixed_release_retry_failed_sends_the_rest(
 ) -> None:
     with channel("sendgrid", with_send(settings, pause_after_failures=2, batch_size=2), monkeypatch) as ch:
         monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert report.status is DistributionStatus.PAUSED and report.failed >= 2
         monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)  # the key is replaced

@@ -14,27 +14,14 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pipeline.config import Settings, load_settings
-from pipeline.contacts import read_contacts
-from pipeline.intake import queue_release
 from pipeline.models import Contact, DeliveryStatus, DistributionStatus
 from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
 from pipeline.send import Dispatcher
 from pipeline.send.smtp import SmtpTransport
-from pipeline.store import utcnow
 from tests.conftest import write_project
-from tests.transport_rig import many_contacts, with_send
+from tests.transport_rig import queue_to_all, with_send
 from tools.fake_smtp import FakeSmtp, SmtpFaults
-
-
-def _queue(runtime: Runtime, project: Path, extra: int = 0) -> int:
-    runtime.store.save_contacts(read_contacts(project.parent / "contacts.csv").contacts)
-    if extra:
-        runtime.store.save_contacts(many_contacts(extra))
-    release = parse_release(project.parent / "releases" / "acme.txt", runtime.settings.zone)
-    dist_id, _ = queue_release(runtime.store, runtime.settings, release, ("all",), utcnow(), "America/Toronto")
-    assert dist_id is not None
-    return dist_id
 
 
 @contextmanager
@@ -60,7 +47,7 @@ def test_tls_and_login(tls: str, settings: Settings, project: Path, monkeypatch:
     with FakeSmtp(tls=tls, login=("newsroom", "s3cret")) as relay:
         assert relay.cert is not None
         with _smtp_runtime(settings, relay, username="newsroom", ca_file=relay.cert) as rt:
-            report = rt.dispatcher().dispatch(_queue(rt, project))
+            report = rt.dispatcher().dispatch(queue_to_all(rt, project))
         assert report.accepted == 4 and relay.connections == 1
         assert len(relay.received) == 4
 
@@ -75,7 +62,7 @@ def test_a_refused_login_fails_the_batch_with_the_relays_words(
             with_send(settings, pause_after_failures=4), relay, username="newsroom", ca_file=relay.cert
         ) as rt,
     ):
-        report = rt.dispatcher().dispatch(_queue(rt, project))
+        report = rt.dispatcher().dispatch(queue_to_all(rt, project))
         assert report.failed == 4 and report.status is DistributionStatus.PAUSED
         assert "refused the login: 535" in str(rt.store.deliveries_of(report.distribution_id)[0]["error"])
         assert relay.received == []
@@ -96,7 +83,7 @@ def test_starttls_required_but_not_offered_is_refused(
     settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with FakeSmtp(tls="none") as relay, _smtp_runtime(settings, relay, security="starttls") as rt:
-        report = rt.dispatcher().dispatch(_queue(rt, project))
+        report = rt.dispatcher().dispatch(queue_to_all(rt, project))
         assert report.failed == 4 and relay.received == []
         assert "does not offer STARTTLS" in str(rt.store.deliveries_of(report.distribution_id)[0]["error"])
 
@@ -133,7 +120,7 @@ def test_a_temporary_refusal_is_retried_later_not_failed(
 ) -> None:
     busy = {"bo@example.test": "450 4.2.1 mailbox busy, try later"}
     with FakeSmtp(reject=busy) as relay, _smtp_runtime(with_send(settings, max_retries=2), relay) as rt:
-        dist_id = _queue(rt, project)
+        dist_id = queue_to_all(rt, project)
         naps: list[float] = []
         report = _dispatcher(rt, naps).dispatch(dist_id)
         assert report.accepted == 3 and report.failed == 0
@@ -148,7 +135,7 @@ def test_a_temporary_refusal_is_retried_later_not_failed(
 def test_an_unreachable_relay_leaves_everything_pending(settings: Settings, project: Path) -> None:
     relay = FakeSmtp()  # never started: the port refuses connections
     with _smtp_runtime(with_send(settings, max_retries=1), relay) as rt:
-        dist_id = _queue(rt, project)
+        dist_id = queue_to_all(rt, project)
         report = _dispatcher(rt).dispatch(dist_id)
         assert report.accepted == 0 and "cannot reach the relay" in report.errors[0]
         assert {d["status"] for d in rt.store.deliveries_of(dist_id)} == {DeliveryStatus.PENDING}
@@ -163,7 +150,7 @@ def test_dropped_connections_never_duplicate_and_lose_nothing(
     settings = with_send(load_settings(project), batch_size=40, max_retries=5)
     faults = SmtpFaults(drop_after_accept=0.05, drop_before_accept=0.1, seed=seed)
     with FakeSmtp(faults=faults) as relay, _smtp_runtime(settings, relay) as rt:
-        dist_id = _queue(rt, project, extra=200)
+        dist_id = queue_to_all(rt, project, extra=200)
         for _ in range(50):
             _dispatcher(rt).dispatch(dist_id)
             if not rt.store.open_count(dist_id):
@@ -202,7 +189,7 @@ def test_an_internationalised_address_fails_alone_when_the_relay_lacks_smtputf8(
 ) -> None:
     with FakeSmtp(smtputf8=False) as relay, _smtp_runtime(with_send(settings, batch_size=10), relay) as rt:
         rt.store.save_contacts([Contact(email="josé@example.com"), Contact(email="zoë@example.com", name="Zoë")])
-        dist_id = _queue(rt, project)
+        dist_id = queue_to_all(rt, project)
         report = _dispatcher(rt).dispatch(dist_id)
         statuses = {d["address"]: (d["status"], d["error"]) for d in rt.store.deliveries_of(dist_id)}
         assert report.accepted == 4 and report.failed == 2 and report.status is DistributionStatus.PARTIAL

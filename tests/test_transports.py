@@ -8,25 +8,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.intake import queue_release
 from pipeline.models import DeliveryStatus, DistributionStatus
-from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
-from pipeline.store import address_hash, utcnow
+from pipeline.store import address_hash
 from tests.conftest import write_project
-from tests.transport_rig import TRANSPORTS, channel, many_contacts, with_send
+from tests.transport_rig import TRANSPORTS, channel, many_contacts, queue_to_all, with_send
 
 FOUR = {"ana@example.com", "bo@example.test", "chloe@example.com", "dev@example.com"}
-
-
-def _queue(runtime: Runtime, project: Path, release_file: str = "acme.txt") -> int:
-    from pipeline.contacts import read_contacts
-
-    runtime.store.save_contacts(read_contacts(project.parent / "contacts.csv").contacts)
-    release = parse_release(project.parent / "releases" / release_file, runtime.settings.zone)
-    dist_id, _ = queue_release(runtime.store, runtime.settings, release, ("all",), utcnow(), "America/Toronto")
-    assert dist_id is not None
-    return dist_id
 
 
 def _ledger(runtime: Runtime, dist_id: int) -> dict[str, dict[str, object]]:
@@ -38,7 +26,7 @@ def test_each_recipient_gets_one_message_of_its_own(
     kind: str, settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with channel(kind, settings, monkeypatch) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert (report.status, report.accepted, report.failed, report.in_doubt) == (DistributionStatus.SENT, 4, 0, 0)
         got = ch.received()
@@ -78,7 +66,7 @@ def test_headline_and_names_in_other_scripts_survive(
     from pipeline.config import load_settings
 
     with channel(kind, load_settings(project), monkeypatch) as ch:
-        dist_id = _queue(ch.runtime, project, "fr.txt")
+        dist_id = queue_to_all(ch.runtime, project, release_file="fr.txt")
         assert ch.runtime.dispatcher().dispatch(dist_id).accepted == 1
         (message,) = ch.received()
         assert message.subject == "École Ωmega: 山田 Ünïcode «Prix» — la première édition"
@@ -93,7 +81,7 @@ def test_a_refused_recipient_is_failed_with_the_providers_words(
 ) -> None:
     one_at_a_time = with_send(settings, batch_size=1)
     with channel(kind, one_at_a_time, monkeypatch, reject={"bo@example.test": "Recipient refused"}) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert (report.accepted, report.failed, report.status) == (3, 1, DistributionStatus.PARTIAL)
         ledger = _ledger(ch.runtime, dist_id)
@@ -118,7 +106,7 @@ def test_consecutive_permanent_failures_pause_the_distribution(
     )
     refused = {"ana@example.com": "Mailbox closed", "bo@example.test": "Mailbox closed"}
     with channel(kind, strict, monkeypatch, reject=refused) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         report = ch.runtime.dispatcher().dispatch(dist_id)
         assert report.status is DistributionStatus.PAUSED
         assert (report.accepted, report.failed) == (0, 2)
@@ -136,7 +124,7 @@ def test_a_large_list_goes_in_batches_over_one_connection(
 ) -> None:
     with channel(kind, with_send(settings, batch_size=1000), monkeypatch) as ch:
         ch.runtime.store.save_contacts(many_contacts(2500))
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         seen: list[tuple[int, int]] = []
         report = ch.runtime.dispatcher().dispatch(dist_id, lambda done, total: seen.append((done, total)))
         assert report.accepted == 2504 and report.status is DistributionStatus.SENT
@@ -168,7 +156,7 @@ def test_templates_may_greet_each_recipient_by_name(kind: str, tmp_path: Path, m
         encoding="utf-8",
     )
     with channel(kind, load_settings(project), monkeypatch) as ch:
-        dist_id = _queue(ch.runtime, project)
+        dist_id = queue_to_all(ch.runtime, project)
         assert ch.runtime.dispatcher().dispatch(dist_id).accepted == 2
         html = {m.to: m.html for m in ch.received()}
         assert "Hello Ana &lt;b&gt;Lima&lt;/b&gt;," in html["ana@example.com"]

@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import default
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.config import Settings
+from pipeline.contacts import read_contacts
+from pipeline.intake import queue_release
 from pipeline.models import Contact
+from pipeline.parse import parse_release
 from pipeline.runtime import Runtime
+from pipeline.store import utcnow
 from tools.fake_sendgrid import FakeSendGrid, Faults
 from tools.fake_smtp import FakeSmtp, SmtpFaults
 
@@ -134,6 +139,17 @@ def channel(
             yield Channel(kind, rt)
         finally:
             rt.close()
+
+
+def queue_to_all(runtime: Runtime, project: Path, extra: int = 0, release_file: str = "acme.txt") -> int:
+    """Import the project's contacts (plus `extra` generated ones) and queue a release to everyone, now."""
+    runtime.store.save_contacts(read_contacts(project.parent / "contacts.csv").contacts)
+    if extra:
+        runtime.store.save_contacts(many_contacts(extra))
+    release = parse_release(project.parent / "releases" / release_file, runtime.settings.zone)
+    dist_id, _ = queue_release(runtime.store, runtime.settings, release, ("all",), utcnow(), "America/Toronto")
+    assert dist_id is not None
+    return dist_id
 
 
 def many_contacts(count: int, domain: str = "example.com") -> list[Contact]:
