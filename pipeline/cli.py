@@ -645,7 +645,12 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
     if site:
         table.add_row("feed items", str(site.feed_items))
         table.add_row("newsroom pages", str(site.pages))
-    table.add_row("outbox", str(rt.settings.outbox_dir))
+    kind = rt.settings.transport
+    if kind == "outbox":
+        table.add_row("outbox", str(rt.settings.outbox_dir))
+    else:
+        where = rt.settings.sendgrid.host if kind == "sendgrid" else f"{rt.settings.smtp.host}:{rt.settings.smtp.port}"
+        table.add_row("transport", f"{kind} ({where})")
     table.add_row("feed", str(rt.settings.output_dir / "feed.xml"))
     table.add_row("newsroom", str(rt.settings.output_dir / "index.html"))
     console.print(table)
