@@ -523,7 +523,8 @@ def resolve(state: State, distribution_id: int, decision: str | None, addresses:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def report(state: State, distribution_id: int, as_json: bool) -> None:
-    """Delivery counts of one distribution by status."""
+    """Delivery counts of one distribution by status, then what the provider reported (delivered, bounced,
+    opened, clicked, complained, unsubscribed) with rates, and a warning when complaints near 0.3%."""
     rt = state.runtime
     dist = rt.store.distribution(distribution_id)
     counts = {
@@ -535,8 +536,32 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
             DeliveryStatus.PENDING,
         )
     } | dict(dist.counts)
+    events = rt.store.event_counts(distribution_id)
+    engagement = {
+        "delivered": events.get("delivered", 0),
+        "bounced": events.get("bounced", 0) + events.get("blocked", 0),
+        "dropped": events.get("dropped", 0),
+        "opened": events.get("opened", 0),
+        "clicked": events.get("clicked", 0),
+        "complained": events.get("complained", 0),
+        "unsubscribed": events.get("unsubscribed", 0),
+    }
+    sent = sum(n for status, n in dist.counts.items() if status not in _NOT_SENT)
+    base = {"delivered": sent, "bounced": sent, "dropped": sent}
+    rates = {k: _rate(v, base.get(k, engagement["delivered"])) for k, v in engagement.items()}
+    complaint_rate = _rate(engagement["complained"], engagement["delivered"])
     if as_json:
-        click.echo(json.dumps({"distribution": dist.id, "status": dist.status.value, "counts": counts}))
+        click.echo(
+            json.dumps(
+                {
+                    "distribution": dist.id,
+                    "status": dist.status.value,
+                    "counts": counts,
+                    "engagement": engagement,
+                    "rates": rates,
+                }
+            )
+        )
         return
     table = Table(
         "status",
@@ -548,8 +573,30 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
         table.add_row(key, str(value))
     table.add_row("[bold]total[/]", f"[bold]{dist.total}[/]")
     console.print(table)
+    feedback = Table("reported by the provider", "recipients", "rate", title_justify="left")
+    for key, value in engagement.items():
+        rate = rates[key]
+        feedback.add_row(key, str(value), "" if rate is None else f"{rate:.1%}")
+    console.print(feedback)
+    console.print("[dim]delivered, bounced and dropped are rates of those sent; the rest of those delivered[/]")
+    if complaint_rate is not None and complaint_rate >= COMPLAINT_WARNING:
+        verb = "is over" if complaint_rate >= COMPLAINT_CEILING else "nears"
+        err.print(
+            f"[bold yellow]warning:[/] complaint rate {complaint_rate:.1%} {verb} the 0.3% ceiling Gmail and Yahoo "
+            "enforce; review this audience before the next send",
+            highlight=False,
+        )
     if dist.note:
         console.print(f"note: {escape(dist.note)}")
+
+
+COMPLAINT_WARNING = 0.001  # Gmail's guidance: stay under 0.1%
+COMPLAINT_CEILING = 0.003  # never reach 0.3%
+_NOT_SENT = {"pending", "claimed", "submitting", "failed", "suppressed", "cancelled", "in_doubt"}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 # --- run -------------------------------------------------------------------------------------------------
@@ -660,6 +707,22 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
 
 def _local(when: datetime, zone: str) -> str:
     return f"{when.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: serve.port, 8000).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Serve the web app until stopped: one-click unsubscribe links (/unsubscribe/…) and the SendGrid event
+    webhook (/webhooks/sendgrid). Put it behind the HTTPS address in site.base_url."""
+    import uvicorn
+
+    from pipeline.web import create_app
+
+    rt = state.runtime
+    app = create_app(rt)
+    uvicorn.run(app, host=host or rt.settings.serve.host, port=port or rt.settings.serve.port, log_level="info")
 
 
 def main() -> None:

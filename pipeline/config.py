@@ -171,7 +171,19 @@ class SendSettings(_Section):
 
 class UnsubscribeSettings(_Section):
     secret_env: str = "PIPELINE_SECRET"  # noqa: S105 - the name of a variable, not a secret
+    # Retired secrets (comma-separated) that still verify links already mailed; keep them ≥ 60 days (CASL).
+    previous_secrets_env: str = "PIPELINE_PREVIOUS_SECRETS"
     mailto: str | None = None
+
+
+class ServeSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class TrackingSettings(_Section):
+    soft_bounce_limit: int = Field(3, ge=1, description="soft bounces before an address is suppressed")
+    webhook_max_age: Duration = timedelta(minutes=15)  # older signed webhook posts are refused (replay)
 
 
 class Settings(_Section):
@@ -195,6 +207,8 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     send: SendSettings = SendSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    serve: ServeSettings = ServeSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -263,6 +277,11 @@ class Settings(_Section):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(value + "\n")
         return value
+
+    def unsubscribe_secrets(self) -> list[str]:
+        """Every secret that verifies unsubscribe links, oldest first; the last one signs new links."""
+        retired = os.environ.get(self.unsubscribe.previous_secrets_env, "")
+        return [s.strip() for s in retired.split(",") if s.strip()] + [self.unsubscribe_secret()]
 
     def sendgrid_api_key(self) -> str:
         """The SendGrid API key, from the environment variable named by `sendgrid.api_key_env`."""

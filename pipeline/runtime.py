@@ -34,7 +34,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, clock: Callable[[], datetime] = system_clock) -> Runtime:
         store = Store.open(settings.database_url)
-        links = UnsubscribeLinks(settings.site.base_url, [settings.unsubscribe_secret()], settings.unsubscribe.mailto)
+        links = UnsubscribeLinks(settings.site.base_url, settings.unsubscribe_secrets(), settings.unsubscribe.mailto)
         return cls(settings, store, Renderer(settings), links, clock)
 
     def transport(self) -> Transport:

@@ -37,6 +37,7 @@ from pipeline.models import (
     Release,
     SendResult,
 )
+from pipeline.tracking import EVENT_STATUS, STATUS_RANK, EventKind, EventsReport, TrackingEvent
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -148,6 +149,24 @@ suppressions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("provider", sa.String(20), nullable=False),
+    sa.Column("event_key", sa.String(200), nullable=False),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id")),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("address_hash", sa.String(64), nullable=False),  # not the address: events outlive erasure
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("provider", "event_key", name="uq_event_once"),
+    sa.Index("ix_events_delivery", "delivery_id"),
+    sa.Index("ix_events_address_kind", "address_hash", "kind"),
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -192,6 +211,14 @@ def among(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElem
     batch of 1,000 ids costs one parameter, not a thousand, to bind (and SQLite's limit never bites)."""
     items = _json_items(sa.literal(json.dumps(list(values)))).table_valued("value")
     return column.in_(sa.select(sa.cast(items.c.value, column.type)))
+
+
+def _suppress(db: Connection, address: str | None, reason: str, now: datetime, digest: str | None = None) -> bool:
+    digest = digest or address_hash(address or "")
+    if db.execute(sa.select(suppressions.c.id).where(suppressions.c.address_hash == digest)).first():
+        return False
+    db.execute(suppressions.insert().values(address_hash=digest, address=address, reason=reason[:40], created_at=now))
+    return True
 
 
 def _ledger_written(db: Connection, distribution_id: int) -> bool:
@@ -1003,19 +1030,113 @@ class Store:
 
     def suppress(self, address: str, reason: str, keep_address: bool = True) -> bool:
         """Add an address to the suppression list. True if it was not there before."""
-        digest = address_hash(address)
         with self.engine.begin() as db:
-            if db.execute(sa.select(suppressions.c.id).where(suppressions.c.address_hash == digest)).first():
-                return False
-            db.execute(
-                suppressions.insert().values(
-                    address_hash=digest,
-                    address=address if keep_address else None,
-                    reason=reason,
-                    created_at=utcnow(),
-                )
+            return _suppress(db, address if keep_address else None, reason, utcnow(), address_hash(address))
+
+    def suppress_hash(self, digest: str, reason: str) -> bool:
+        """Suppress an address known only by its hash (an unsubscribe link carries no address)."""
+        with self.engine.begin() as db:
+            return _suppress(db, None, reason, utcnow(), digest)
+
+    # --- provider events ----------------------------------------------------------------------------
+
+    def record_events(
+        self, provider: str, items: Sequence[TrackingEvent], soft_bounce_limit: int, now: datetime | None = None
+    ) -> EventsReport:
+        """Store provider events once each (a retried post changes nothing) and act on the new ones, in one
+        transaction: an event naming one of our deliveries settles it if it was in doubt and moves its
+        status on (never back: clicked is not undone by a late "delivered"); hard bounces, complaints,
+        unsubscribes and suppressing drops suppress the address at once, soft bounces after
+        `soft_bounce_limit` of them."""
+        now = now or utcnow()
+        report = EventsReport(received=len(items))
+        with self.engine.begin() as db:
+            keys = list({e.key for e in items})
+            seen = set(
+                db.execute(
+                    sa.select(events.c.event_key).where(events.c.provider == provider, among(events.c.event_key, keys))
+                ).scalars()
             )
-        return True
+            fresh: dict[str, TrackingEvent] = {}
+            for item in items:
+                if item.key not in seen and item.key not in fresh:
+                    fresh[item.key] = item
+            report.duplicates = len(items) - len(fresh)
+            ids = [e.delivery_id for e in fresh.values() if e.delivery_id is not None]
+            found = db.execute(
+                sa.select(deliveries.c.id, deliveries.c.address, deliveries.c.status).where(among(deliveries.c.id, ids))
+            ).all()
+            address_of = {int(r.id): str(r.address) for r in found}
+            status_of = {int(r.id): DeliveryStatus(r.status) for r in found}
+            rows = []
+            for item in fresh.values():
+                delivery = item.delivery_id
+                # An id is trusted only for the address it was sent to.
+                linked = delivery is not None and address_of.get(delivery) == item.address
+                rows.append(
+                    {
+                        "provider": provider,
+                        "event_key": item.key,
+                        "delivery_id": item.delivery_id if linked else None,
+                        "kind": item.kind.value,
+                        "address_hash": address_hash(item.address),
+                        "occurred_at": item.occurred_at,
+                        "detail": item.detail,
+                        "raw": item.raw,
+                        "received_at": now,
+                    }
+                )
+                if not linked or delivery is None:
+                    continue
+                if status_of[delivery] in (DeliveryStatus.IN_DOUBT, DeliveryStatus.SUBMITTING):
+                    # The provider speaks of this message, so it accepted the request.
+                    db.execute(
+                        deliveries.update()
+                        .where(deliveries.c.id == delivery)
+                        .values(
+                            status=DeliveryStatus.ACCEPTED.value, error=None, sent_at=item.occurred_at, updated_at=now
+                        )
+                    )
+                    status_of[delivery] = DeliveryStatus.ACCEPTED
+                    report.resolved += 1
+                target = EVENT_STATUS.get(item.kind)
+                if target is not None and STATUS_RANK[target] > STATUS_RANK.get(status_of[delivery], 99):
+                    db.execute(
+                        deliveries.update()
+                        .where(deliveries.c.id == delivery)
+                        .values(status=target.value, updated_at=now)
+                    )
+                    status_of[delivery] = target
+            for start in range(0, len(rows), 1000):
+                db.execute(events.insert(), rows[start : start + 1000])
+            report.new = len(rows)
+            for item in fresh.values():
+                reason = item.suppresses
+                if reason is None and item.kind is EventKind.BLOCKED:
+                    soft = db.execute(
+                        sa.select(sa.func.count())
+                        .select_from(events)
+                        .where(
+                            events.c.address_hash == address_hash(item.address),
+                            events.c.kind == EventKind.BLOCKED.value,
+                        )
+                    ).scalar_one()
+                    if soft >= soft_bounce_limit:
+                        reason = f"{soft} soft bounces"
+                if reason is not None and _suppress(db, item.address, reason, now):
+                    report.suppressed += 1
+        return report
+
+    def event_counts(self, distribution_id: int) -> dict[str, int]:
+        """Deliveries of a distribution with at least one event of each kind (each delivery counted once)."""
+        with self.engine.begin() as db:
+            rows = db.execute(
+                sa.select(events.c.kind, sa.func.count(sa.distinct(events.c.delivery_id)))
+                .join(deliveries, deliveries.c.id == events.c.delivery_id)
+                .where(deliveries.c.distribution_id == distribution_id)
+                .group_by(events.c.kind)
+            ).all()
+        return {str(kind): int(count) for kind, count in rows}
 
     def suppressed_hashes(self) -> set[str]:
         with self.engine.begin() as db:
