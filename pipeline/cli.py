@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.config import Settings, config_path, load_settings
-from pipeline.contacts import Rejected, read_contacts, select
+from pipeline.contacts import Rejected, read_contacts, select, write_contacts
 from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
@@ -232,11 +232,12 @@ def contacts() -> None:
 
 
 @contacts.command("import")
-@click.argument("csv_file", metavar="CSV", type=click.Path(path_type=Path))
+@click.argument("csv_file", metavar="FILE", type=click.Path(path_type=Path))
 @pass_state
 def contacts_import(state: State, csv_file: Path) -> None:
-    """Import or update contacts from a CSV file (see the README for the columns). Good rows are kept; each
-    bad row is reported with its line number."""
+    """Import or update contacts from a CSV or Excel (.xlsx) file; columns are matched by name, with the
+    usual aliases (E-mail, First Name + Last Name, Publication, Beat…; see the README). Good rows are kept,
+    all in one transaction; each bad row is reported with its line number."""
     rt = state.runtime
     found = read_contacts(csv_file)
     imported, updated, suppressed = rt.store.save_contacts(found.contacts)
@@ -265,6 +266,8 @@ def contacts_list(state: State, audience_name: str | None) -> None:
         "beats",
         "regions",
         "lang",
+        "tags",
+        "embargo",
         title=f"{len(people)} contacts" + (f" in audience {audience_name!r}" if audience_name else ""),
         title_justify="left",
     )
@@ -277,9 +280,49 @@ def contacts_list(state: State, audience_name: str | None) -> None:
             "; ".join(person.beats),
             "; ".join(person.regions),
             person.language or "",
+            "; ".join(person.tags),
+            "yes" if person.embargo_trusted else "",
             style=style,
         )
     console.print(table)
+
+
+@contacts.command("export")
+@click.option("--audience", "audience_name", metavar="NAME", help="Only contacts in this audience.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE (default: stdout).")
+@pass_state
+def contacts_export(state: State, audience_name: str | None, out: Path | None) -> None:
+    """Write contacts as CSV, in the import's own columns plus `suppressed`: an export imports back."""
+    rt = state.runtime
+    people = list(rt.store.contacts())
+    if audience_name:
+        people = select(people, rt.settings, [audience_name])
+    suppressed = rt.store.suppressed_hashes()
+    if out is None:
+        write_contacts(people, sys.stdout, suppressed)
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        count = write_contacts(people, handle, suppressed)
+    err.print(f"{count} contacts written to {out}", highlight=False)
+
+
+@contacts.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def contacts_forget(state: State, email: str, yes: bool) -> None:
+    """Erase a person (a GDPR erasure request): their contact record goes, past deliveries and provider
+    events keep no address or name, and only a hash of the address stays on the suppression list so they
+    are never imported or mailed again."""
+    rt = state.runtime
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Erase {email} for good?", abort=True)
+    changed = rt.store.forget(email, rt.clock())
+    console.print(
+        f"{email}: {changed['contacts']} contact erased, {changed['deliveries']} deliveries and "
+        f"{changed['events']} provider events anonymised; the address is kept only as a hash on the "
+        "suppression list"
+    )
 
 
 # --- queue and manage distributions ------------------------------------------------------------------------

@@ -154,6 +154,14 @@ class AudienceSettings(_Section):
     regions: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
     outlets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    embargo_trusted: bool | None = None  # true: only contacts who may receive embargoed previews
+    addresses: tuple[str, ...] = ()  # a static list: only these contacts
+
+    @field_validator("addresses")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(a.strip().lower() for a in value)
 
 
 class ScheduleSettings(_Section):

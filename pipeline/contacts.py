@@ -1,13 +1,15 @@
-"""Contacts: CSV import (good rows kept, bad rows reported by line), validation, audiences."""
+"""Contacts: CSV and Excel import (good rows kept, bad rows reported by line), validation, audiences."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -15,37 +17,83 @@ from pipeline.config import AudienceSettings, Settings
 from pipeline.errors import ContactImportError, NotFoundError
 from pipeline.models import ConsentBasis, Contact
 from pipeline.parse.text import decode, read_bytes
+from pipeline.store import address_hash
 
 COLUMNS = (
     "email",
     "name",
     "outlet",
+    "role",
     "beats",
     "regions",
     "language",
+    "tags",
     "consent_basis",
     "consent_source",
     "consent_date",
+    "embargo_trusted",
 )
 MAX_CONTACTS_BYTES = 200 * 1024 * 1024  # about three million rows
+# Column names seen in exports of media databases and CRMs, compared without case, spaces, "-" or "_".
 _ALIASES = {
+    "email": "email",
     "e-mail": "email",
-    "email address": "email",
-    "e-mail address": "email",
+    "emailaddress": "email",
     "mail": "email",
-    "full name": "name",
+    "workemail": "email",
+    "name": "name",
+    "fullname": "name",
     "contact": "name",
-    "contact name": "name",
+    "contactname": "name",
+    "firstname": "first_name",
+    "givenname": "first_name",
+    "lastname": "last_name",
+    "surname": "last_name",
+    "familyname": "last_name",
+    "outlet": "outlet",
     "publication": "outlet",
-    "media outlet": "outlet",
+    "mediaoutlet": "outlet",
+    "media": "outlet",
     "organization": "outlet",
     "organisation": "outlet",
+    "company": "outlet",
+    "role": "role",
+    "title": "role",
+    "jobtitle": "role",
+    "position": "role",
     "beat": "beats",
+    "beats": "beats",
+    "topic": "beats",
     "topics": "beats",
     "region": "regions",
+    "regions": "regions",
+    "location": "regions",
+    "territory": "regions",
+    "language": "language",
     "lang": "language",
+    "preferredlanguage": "language",
+    "tag": "tags",
+    "tags": "tags",
+    "list": "tags",
+    "lists": "tags",
     "consent": "consent_basis",
+    "consentbasis": "consent_basis",
+    "lawfulbasis": "consent_basis",
+    "consentsource": "consent_source",
+    "consentdate": "consent_date",
+    "embargo": "embargo_trusted",
+    "embargotrusted": "embargo_trusted",
+    "embargoedpreviews": "embargo_trusted",
+    "acceptsembargoes": "embargo_trusted",
 }
+_TRUE = {"yes", "y", "true", "1", "x", "oui"}
+_FALSE = {"", "no", "n", "false", "0", "non"}
+
+
+def column_key(header: str) -> str:
+    """A header as matched against the aliases: `E-mail Address` and `email_address` are the same."""
+    squashed = "".join(ch for ch in header.strip().lower() if ch.isalnum() or ch == "-")
+    return _ALIASES.get(squashed, _ALIASES.get(squashed.replace("-", ""), header.strip().lower().replace(" ", "_")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +131,10 @@ def _contact(row: Mapping[str, str]) -> Contact:
     email = get("email")
     if not email:
         raise ValueError("email is empty")
+    trusted_text = get("embargo_trusted").lower()
+    if trusted_text not in _TRUE | _FALSE:
+        raise ValueError(f"embargo_trusted {get('embargo_trusted')!r} is not yes or no")
+    name = get("name") or " ".join(part for part in (get("first_name"), get("last_name")) if part)
     language = get("language").lower() or None
     if language is not None and (len(language) != 2 or not language.isalpha()):
         raise ValueError(f"language {language!r} is not an ISO 639-1 code such as 'en' or 'fr'")
@@ -100,8 +152,11 @@ def _contact(row: Mapping[str, str]) -> Contact:
             raise ValueError(f"consent_date {get('consent_date')!r} is not a date (YYYY-MM-DD)") from None
     return Contact(
         email=normalize_address(email),
-        name=get("name") or None,
+        name=name or None,
         outlet=get("outlet") or None,
+        role=get("role") or None,
+        tags=_list(get("tags")),
+        embargo_trusted=trusted_text in _TRUE,
         beats=_list(get("beats")),
         regions=_list(get("regions")),
         language=language,
@@ -112,39 +167,27 @@ def _contact(row: Mapping[str, str]) -> Contact:
 
 
 def read_contacts(path: Path) -> ContactFile:
-    """Read a contacts CSV. Raises ContactImportError only when nothing can be imported (unreadable file,
-    no email column); each bad row is reported in `rejected` with its line number."""
+    """Read a contacts file: CSV (any common encoding) or Excel .xlsx (first sheet). Raises
+    ContactImportError only when nothing can be imported (unreadable file, no email column); each bad row
+    is reported in `rejected` with its line (the spreadsheet's row number for .xlsx)."""
+    rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else _csv_rows(path)
     try:
-        text = decode(path, read_bytes(path, MAX_CONTACTS_BYTES, "contact files"))
-    except Exception as exc:  # a ReleaseParseError from the shared decoder, re-worded for contacts
-        raise ContactImportError(path, str(getattr(exc, "detail", exc))) from exc
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
+        line, header = next(rows)
     except StopIteration:
         raise ContactImportError(path, "file is empty; expected a header row with an 'email' column") from None
-    except csv.Error as exc:
-        raise ContactImportError(path, f"not a CSV file: {exc}", line=1) from None
-    columns = [_ALIASES.get(h.strip().lower(), h.strip().lower().replace(" ", "_")) for h in header]
+    columns = [column_key(str(h or "")) for h in header]
     if "email" not in columns:
-        raise ContactImportError(
-            path, f"no 'email' column (found: {', '.join(h for h in header if h) or 'none'})", line=1
-        )
+        found = ", ".join(str(h) for h in header if h) or "none"
+        raise ContactImportError(path, f"no 'email' column (found: {found})", line=line)
     result = ContactFile()
     by_email: dict[str, int] = {}
-    line = 1
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            result.rejected.append(Rejected(reader.line_num, f"malformed CSV: {exc}"))
+    for line, values in rows:
+        if isinstance(values, str):  # the reader could not make fields of this line
+            result.rejected.append(Rejected(line, values))
             continue
-        line = reader.line_num
         if not any(v.strip() for v in values):
             continue
-        if len(values) > len(columns):
+        if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
             result.rejected.append(Rejected(line, f"{len(values)} fields but the header has {len(columns)}"))
             continue
         try:
@@ -161,6 +204,62 @@ def read_contacts(path: Path) -> ContactFile:
     return result
 
 
+Row = tuple[int, "list[str] | str"]  # (line, fields), or (line, why the line is unreadable)
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
+    try:
+        text = decode(path, read_bytes(path, MAX_CONTACTS_BYTES, "contact files"))
+    except Exception as exc:  # a ReleaseParseError from the shared decoder, re-worded for contacts
+        raise ContactImportError(path, str(getattr(exc, "detail", exc))) from exc
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel  # one column, or nothing the sniffer could tell: plain commas
+    reader = csv.reader(io.StringIO(text), dialect)
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, f"malformed CSV: {exc}"
+            continue
+        yield reader.line_num, values
+
+
+def _xlsx_rows(path: Path) -> Iterator[Row]:
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except FileNotFoundError:
+        raise ContactImportError(path, "file not found") from None
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise ContactImportError(path, f"not an Excel .xlsx workbook ({exc})") from None
+    try:
+        sheet = book.worksheets[0]
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, [_cell_text(value) for value in row]
+    finally:
+        book.close()
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _matches(values: Iterable[str | None], wanted: tuple[str, ...]) -> bool:
     if not wanted:
         return True
@@ -175,7 +274,37 @@ def in_audience(contact: Contact, audience: AudienceSettings) -> bool:
         and _matches(contact.regions, audience.regions)
         and _matches([contact.language], audience.languages)
         and _matches([contact.outlet], audience.outlets)
+        and _matches(contact.tags, audience.tags)
+        and (audience.embargo_trusted is None or contact.embargo_trusted == audience.embargo_trusted)
+        and (not audience.addresses or contact.email in audience.addresses)
     )
+
+
+def write_contacts(people: Iterable[Contact], out: TextIO, suppressed: set[str]) -> int:
+    """Write contacts as CSV with the import's own columns (plus `suppressed`), so an export imports back."""
+    writer = csv.writer(out)
+    writer.writerow([*COLUMNS, "suppressed"])
+    count = 0
+    for person in people:
+        writer.writerow(
+            [
+                person.email,
+                person.name or "",
+                person.outlet or "",
+                person.role or "",
+                "; ".join(person.beats),
+                "; ".join(person.regions),
+                person.language or "",
+                "; ".join(person.tags),
+                person.consent_basis.value if person.consent_basis else "",
+                person.consent_source or "",
+                person.consent_date.isoformat() if person.consent_date else "",
+                "yes" if person.embargo_trusted else "no",
+                "yes" if address_hash(person.email) in suppressed else "no",
+            ]
+        )
+        count += 1
+    return count
 
 
 def is_everyone(audience: AudienceSettings) -> bool:

@@ -185,6 +185,9 @@ class Contact:
     consent_basis: ConsentBasis | None = None
     consent_source: str | None = None
     consent_date: date | None = None
+    role: str | None = None
+    tags: tuple[str, ...] = ()
+    embargo_trusted: bool = False  # may receive embargoed previews before the embargo lifts
 
 
 class DistributionStatus(enum.StrEnum):

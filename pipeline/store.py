@@ -137,6 +137,9 @@ contacts = sa.Table(
     sa.Column("consent_date", sa.Date),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("tags", sa.JSON, nullable=False, server_default="[]"),
+    sa.Column("embargo_trusted", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 suppressions = sa.Table(
@@ -1026,12 +1029,42 @@ class Store:
                 consent_basis=ConsentBasis(row.consent_basis) if row.consent_basis else None,
                 consent_source=row.consent_source,
                 consent_date=row.consent_date,
+                role=row.role,
+                tags=tuple(row.tags or ()),
+                embargo_trusted=bool(row.embargo_trusted),
             )
 
     def suppress(self, address: str, reason: str, keep_address: bool = True) -> bool:
         """Add an address to the suppression list. True if it was not there before."""
         with self.engine.begin() as db:
             return _suppress(db, address if keep_address else None, reason, utcnow(), address_hash(address))
+
+    def forget(self, address: str, now: datetime | None = None) -> dict[str, int]:
+        """Erase a person (GDPR Art. 17): the contact row goes, past deliveries keep only a placeholder in
+        place of the address and no name, provider events lose their payload, and the suppression list keeps
+        only the address's hash, so a later import or list never mails them again. Returns what changed."""
+        now = now or utcnow()
+        address = address.strip().lower()
+        digest = address_hash(address)
+        placeholder = f"forgotten-{digest[:24]}@invalid"
+        with self.engine.begin() as db:
+            removed = db.execute(contacts.delete().where(sa.func.lower(contacts.c.email) == address)).rowcount
+            anonymised = db.execute(
+                deliveries.update()
+                .where(sa.func.lower(deliveries.c.address) == address)
+                .values(address=placeholder, name=None, updated_at=now)
+            ).rowcount
+            scrubbed = db.execute(
+                events.update().where(events.c.address_hash == digest).values(raw={}, detail=None)
+            ).rowcount
+            kept = db.execute(
+                suppressions.update()
+                .where(suppressions.c.address_hash == digest)
+                .values(address=None, reason="forgotten")
+            ).rowcount
+            if not kept:
+                _suppress(db, None, "forgotten", now, digest)
+        return {"contacts": int(removed), "deliveries": int(anonymised), "events": int(scrubbed)}
 
     def suppress_hash(self, digest: str, reason: str) -> bool:
         """Suppress an address known only by its hash (an unsubscribe link carries no address)."""
@@ -1216,6 +1249,9 @@ def _contact_values(contact: Contact) -> dict[str, Any]:
         "consent_basis": contact.consent_basis.value if contact.consent_basis else None,
         "consent_source": contact.consent_source,
         "consent_date": contact.consent_date,
+        "role": contact.role,
+        "tags": list(contact.tags),
+        "embargo_trusted": contact.embargo_trusted,
     }
 
 
