@@ -212,11 +212,8 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         text = decode(path, read_bytes(path, MAX_CONTACTS_BYTES, "contact files"))
     except Exception as exc:  # a ReleaseParseError from the shared decoder, re-worded for contacts
         raise ContactImportError(path, str(getattr(exc, "detail", exc))) from exc
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel  # one column, or nothing the sniffer could tell: plain commas
-    reader = csv.reader(io.StringIO(text), dialect)
+    delimiter = _delimiter(text.split("\n", 1)[0])
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     while True:
         try:
             values = next(reader)
@@ -226,6 +223,16 @@ def _csv_rows(path: Path) -> Iterator[Row]:
             yield reader.line_num, f"malformed CSV: {exc}"
             continue
         yield reader.line_num, values
+
+
+def _delimiter(header: str) -> str:
+    """Comma, semicolon (spreadsheets in much of Europe) or tab: the one that makes an email column of the
+    header line; comma when none does (the error then names the columns found)."""
+    for candidate in (",", ";", "\t"):
+        fields = next(csv.reader([header], delimiter=candidate), [])
+        if len(fields) > 1 and "email" in {column_key(f) for f in fields}:
+            return candidate
+    return ","
 
 
 def _xlsx_rows(path: Path) -> Iterator[Row]:
