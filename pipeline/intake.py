@@ -122,7 +122,9 @@ def intake_folder(
             _, state = store.save_release(release)
             setattr(report, state, getattr(report, state) + 1)
             # A correction changes the release in place (newsroom, feeds); its recipients are not mailed again.
-            audiences = () if release.corrects else release.audiences or settings.releases.default_audiences
+            # A translation goes out with its original's distributions, to the contacts who read its language.
+            secondary = release.corrects or release.translation_of
+            audiences = () if secondary else release.audiences or settings.releases.default_audiences
             if audiences:
                 dist_id, moved = queue_automatically(store, settings, release, audiences, f"auto:{release.slug}", now)
                 if moved:

@@ -80,6 +80,7 @@ class Release:
     media: tuple[Attachment, ...] = ()
     corrects: str | None = None  # the slug of the release this document corrects
     correction: str | None = None  # what the correction changed, shown with the corrected release
+    translation_of: str | None = None  # the slug of the release this is a version of, in another language
     problems: tuple[str, ...] = ()
 
     @property
@@ -112,6 +113,7 @@ class Release:
             "media": [asdict(m) for m in self.media],
             "corrects": self.corrects,
             "correction": self.correction,
+            "translation_of": self.translation_of,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -164,6 +166,7 @@ class Release:
             media=tuple(Attachment(**m) for m in data.get("media") or ()),
             corrects=data.get("corrects"),
             correction=data.get("correction"),
+            translation_of=data.get("translation_of"),
             problems=tuple(data.get("problems") or ()),
         )
 

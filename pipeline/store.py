@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,7 @@ releases = sa.Table(
     sa.Column("embargo", UTCDateTime),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("published_at", UTCDateTime),
+    sa.Column("translation_of", sa.String(120), index=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -259,6 +260,7 @@ class ClaimedDelivery:
     address: str
     name: str | None
     attempts: int = 1  # claims so far, this one included (rate-limited ones are refunded)
+    release_id: int = 0  # which language version goes to this recipient
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -348,6 +350,7 @@ class Store:
             "release_date": release.date,
             "embargo": release.embargo,
             "data": release.to_record(),
+            "translation_of": release.translation_of,
             "updated_at": now,
         }
         with self.engine.begin() as db:
@@ -411,6 +414,23 @@ class Store:
             query = query.limit(limit)
         with self.engine.begin() as db:
             return [self._stored(row) for row in db.execute(query)]
+
+    def versions(self, release_id: int) -> dict[str, int]:
+        """The language versions of a release, by language: itself, and every stored release that names it
+        in `translation_of`. A version without a language is not listed (it cannot be matched to a reader)."""
+        with self.engine.begin() as db:
+            primary = db.execute(
+                sa.select(releases.c.slug, releases.c.language).where(releases.c.id == release_id)
+            ).one()
+            rows = db.execute(
+                sa.select(releases.c.id, releases.c.language)
+                .where(releases.c.translation_of == primary.slug, releases.c.language.is_not(None))
+                .order_by(releases.c.id)
+            ).all()
+        found = {str(r.language): int(r.id) for r in rows}
+        if primary.language:
+            found[str(primary.language)] = release_id  # the original wins over a translation in its own language
+        return found
 
     def mark_published(self, release_id: int, when: datetime) -> bool:
         """Record the moment a release became public (first time only). True if this call set it."""
@@ -641,12 +661,17 @@ class Store:
         distribution_id: int,
         release_id: int,
         channel: str,
-        recipients: Iterable[tuple[str, str | None]],
+        recipients: Iterable[tuple[str, str | None, str | None]],
         now: datetime | None = None,
+        versions: Mapping[str, int] | None = None,
     ) -> int:
-        """Write the ledger rows for a distribution, once; addresses already in the ledger for this release
-        and channel (another audience, another distribution) or suppressed are skipped. Returns rows added."""
+        """Write the ledger rows for a distribution, once: (address, name, language) each get the version of
+        the release in their language when `versions` has one, else the release itself. Addresses already in
+        the ledger for any version on this channel (another audience, another distribution) or suppressed are
+        skipped. Returns rows added."""
         now = now or utcnow()
+        versions = dict(versions or {})
+        group = {release_id, *versions.values()}
         with self.engine.begin() as db:
             if _ledger_written(db, distribution_id):
                 return 0
@@ -654,21 +679,22 @@ class Store:
             taken = set(
                 db.execute(
                     sa.select(deliveries.c.address).where(
-                        deliveries.c.release_id == release_id, deliveries.c.channel == channel
+                        deliveries.c.release_id.in_(group), deliveries.c.channel == channel
                     )
                 ).scalars()
             )
             rows: list[dict[str, Any]] = []
             seen: set[str] = set()
-            for address, name in recipients:
+            for address, name, language in recipients:
                 if address in taken or address in seen or (suppressed and address_hash(address) in suppressed):
                     continue
                 seen.add(address)
-                rows.append({"address": address, "name": name})
+                version = versions.get(language or "", release_id)
+                rows.append({"address": address, "name": name, "version": version})
             # What every row shares is bound once, not per row: 100,000 rows insert in well under a second.
             insert = deliveries.insert().values(
                 distribution_id=distribution_id,
-                release_id=release_id,
+                release_id=sa.bindparam("version"),
                 channel=channel,
                 status=DeliveryStatus.PENDING.value,
                 updated_at=now,
@@ -680,23 +706,38 @@ class Store:
         return len(rows)
 
     def snapshot_everyone(
-        self, distribution_id: int, release_id: int, channel: str, now: datetime | None = None
+        self,
+        distribution_id: int,
+        release_id: int,
+        channel: str,
+        now: datetime | None = None,
+        versions: Mapping[str, int] | None = None,
     ) -> int:
         """`snapshot` for an audience without filters, done inside the database (INSERT … SELECT): every
-        contact not already in the ledger for this release and channel and not suppressed. (A suppression
-        kept only as a hash cannot be matched here; `claim` checks hashes again before anything is sent.)"""
+        contact not already in the ledger for any version on this channel and not suppressed, each with the
+        version in their language. (A suppression kept only as a hash cannot be matched here; `claim` checks
+        hashes again before anything is sent.)"""
         now = now or utcnow()
+        versions = {k: v for k, v in (versions or {}).items() if v != release_id}
         with self.engine.begin() as db:
             if _ledger_written(db, distribution_id):
                 return 0
             taken = sa.select(deliveries.c.address).where(
-                deliveries.c.release_id == release_id, deliveries.c.channel == channel
+                deliveries.c.release_id.in_({release_id, *versions.values()}), deliveries.c.channel == channel
             )
             suppressed = sa.select(suppressions.c.address).where(suppressions.c.address.is_not(None))
+            version: sa.ColumnElement[Any] = (
+                sa.case(
+                    *((contacts.c.language == language, sa.literal(vid)) for language, vid in versions.items()),
+                    else_=sa.literal(release_id),
+                )
+                if versions
+                else sa.literal(release_id)
+            )
             chosen = (
                 sa.select(
                     sa.literal(distribution_id),
-                    sa.literal(release_id),
+                    version,
                     sa.literal(channel),
                     contacts.c.email,
                     contacts.c.name,
@@ -742,7 +783,13 @@ class Store:
                     attempts=deliveries.c.attempts + 1,
                     updated_at=now,
                 )
-                .returning(deliveries.c.id, deliveries.c.address, deliveries.c.name, deliveries.c.attempts)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.address,
+                    deliveries.c.name,
+                    deliveries.c.attempts,
+                    deliveries.c.release_id,
+                )
             )
             while True:  # a batch that was all suppressed is not the end of the list: take the next one
                 rows = db.execute(take).all()
@@ -760,7 +807,9 @@ class Store:
                     )
                 blocked_ids = {hashes[h] for h in blocked}
                 claimed = [
-                    ClaimedDelivery(r.id, r.address, r.name, r.attempts) for r in rows if r.id not in blocked_ids
+                    ClaimedDelivery(r.id, r.address, r.name, r.attempts, r.release_id)
+                    for r in rows
+                    if r.id not in blocked_ids
                 ]
                 if claimed or not rows:
                     return sorted(claimed, key=lambda c: c.id)

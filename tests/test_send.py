@@ -103,7 +103,7 @@ def test_crash_mid_batch_resumes_without_resending(runtime: Runtime, project: Pa
     from pipeline.contacts import select
 
     chosen = select(runtime.store.contacts(), runtime.settings, ["all"])
-    runtime.store.snapshot(dist_id, queued.release_id, "email", ((c.email, c.name) for c in chosen))
+    runtime.store.snapshot(dist_id, queued.release_id, "email", ((c.email, c.name, c.language) for c in chosen))
     runtime.store.set_status(dist_id, DistributionStatus.SENDING)
     dead = runtime.store.claim(dist_id, "dead-worker", 2, utcnow() + timedelta(minutes=5))
     assert len(dead) == 2

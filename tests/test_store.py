@@ -25,7 +25,7 @@ def test_migrations_are_idempotent_and_newer_databases_refused(tmp_path: Path) -
     _store(tmp_path).close()
     store = _store(tmp_path)  # second open: nothing to do
     with store.engine.begin() as db:
-        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
         db.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     store.close()
     with pytest.raises(StoreError, match="newer than this version"):
@@ -48,7 +48,7 @@ def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
     store = Store.open(url)
     try:
         with store.engine.begin() as db:
-            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
+            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
         store.record_feed_entry("https://partner.example.com/feed", "guid-1", "0" * 64, None, NOW)
         assert store.seen_feed_entries("https://partner.example.com/feed") == {"guid-1": "0" * 64}
     finally:
@@ -71,10 +71,10 @@ def test_ledger_never_holds_an_address_twice_for_a_release(tmp_path: Path) -> No
     first = store.create_distribution(release_id, ["a"], NOW, "UTC")
     second = store.create_distribution(release_id, ["b"], NOW, "UTC")
     assert first is not None and second is not None
-    people = [("a@example.com", "A"), ("b@example.com", "B"), ("a@example.com", "A again")]
+    people = [("a@example.com", "A", None), ("b@example.com", "B", None), ("a@example.com", "A again", None)]
     assert store.snapshot(first, release_id, "email", people) == 2
     assert store.snapshot(first, release_id, "email", people) == 0  # a snapshot is taken once
-    assert store.snapshot(second, release_id, "email", [*people, ("c@example.com", None)]) == 1
+    assert store.snapshot(second, release_id, "email", [*people, ("c@example.com", None, None)]) == 1
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as db:
         db.execute(
             sa.text(
@@ -90,7 +90,7 @@ def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
     release_id, _ = store.save_release(Release(headline="Many", body=("x",)), NOW)
     dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
     assert dist is not None
-    store.snapshot(dist, release_id, "email", ((f"p{i}@example.com", None) for i in range(2000)))
+    store.snapshot(dist, release_id, "email", ((f"p{i}@example.com", None, None) for i in range(2000)))
     assert store.claim(dist, "early", 50, datetime.now(UTC) + timedelta(minutes=5)) == []  # not sending yet
     store.set_status(dist, DistributionStatus.SENDING)
     claimed: list[list[int]] = [[] for _ in range(4)]

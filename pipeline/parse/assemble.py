@@ -33,6 +33,7 @@ _META_KEYS: dict[str, tuple[str, ...]] = {
     "media": ("media", "images", "image", "attachments", "attachment", "featured_image", "enclosures"),
     "corrects": ("corrects", "correction_of", "corrects_release"),
     "correction": ("correction", "correction_note"),
+    "translation_of": ("translation_of", "translation", "version_of", "translates"),
 }
 # Keys static-site generators and converters put in front matter; they say nothing about the release.
 _SITE_KEYS = {
@@ -187,6 +188,7 @@ def assemble(doc: Document, zone: tzinfo) -> Release:
         media=tuple(meta.get("media") or ()),
         corrects=meta.get("corrects"),
         correction=meta.get("correction"),
+        translation_of=meta.get("translation_of"),
         problems=tuple(problems),
     )
 

@@ -31,7 +31,7 @@ from pipeline.errors import PermanentSendError, TransientSendError
 from pipeline.models import Distribution, DistributionStatus, Outcome, SendResult
 from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
-from pipeline.store import Store
+from pipeline.store import ClaimedDelivery, Store
 from pipeline.unsubscribe import UnsubscribeLinks
 
 CHANNEL = "email"
@@ -57,7 +57,7 @@ class _Run:
     """What the lanes sending one distribution share (under `lock`)."""
 
     dist_id: int
-    rendition: EmailRendition
+    render: Callable[[int], EmailRendition]  # a language version's email, rendered on first use
     report: DispatchReport
     total: int
     batch_size: int
@@ -66,6 +66,15 @@ class _Run:
     consecutive_failures: int = 0
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    renditions: dict[int, EmailRendition] = field(default_factory=dict)
+
+    def rendition_for(self, release_id: int) -> EmailRendition:
+        """Each version is rendered once for the whole distribution, whichever lane needs it first."""
+        with self.lock:
+            if release_id not in self.renditions:
+                self.renditions[release_id] = self.render(release_id)
+            return self.renditions[release_id]
 
     def stop(self, why: str) -> None:
         with self.lock:
@@ -152,13 +161,19 @@ class Dispatcher:
                 return report
             report.recipients = self._snapshot(dist)
             self.store.set_status(dist.id, DistributionStatus.SENDING, only_from=[DistributionStatus.SCHEDULED])
-        report.published = self.store.mark_published(dist.release_id, max(now, embargo or now))
-        rendition = self.renderer.email(stored.release, stored.slug)  # once for the whole distribution
+        versions = self.store.versions(dist.release_id)
+        for version in {dist.release_id, *versions.values()}:  # every language version becomes public
+            report.published |= self.store.mark_published(version, max(now, embargo or now))
+
+        def render(release_id: int) -> EmailRendition:
+            chosen = stored if release_id == dist.release_id else self.store.release(release_id)
+            return self.renderer.email(chosen.release, chosen.slug)
+
         dead = [w for w in self.store.claim_holders() if w != self.worker and not worker_alive(w)]
         self.store.expire_leases(now, resend_in_flight=self.transport.idempotent, dead_workers=dead)
         run = _Run(
             dist_id=dist.id,
-            rendition=rendition,
+            render=render,
             report=report,
             total=self.store.open_count(dist.id),
             batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
@@ -188,43 +203,56 @@ class Dispatcher:
                 if self.store.status_of(run.dist_id) is not DistributionStatus.SENDING:
                     run.stop("stopped: the distribution was cancelled, held or paused")
                 return
-            ids = self.store.mark_submitting([c.id for c in batch], self.worker)
-            still_claimed = set(ids)
-            recipients = [self.links.recipient(c.id, c.address, c.name) for c in batch if c.id in still_claimed]
-            if not recipients:
-                continue
-            try:
-                results = self.transport.send(run.rendition, recipients)
-            except TransientSendError as exc:
-                self.store.release_claims(ids, self.worker, refund=exc.rate_limited)
-                retries += 0 if exc.rate_limited else 1
-                if not self._pause_before_retry(run, exc, retries):
-                    return
-                continue
-            except PermanentSendError as exc:
-                results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
-            except Exception as exc:
-                # A fault of our own or of a library: the request may have gone out, so never resend blindly.
-                why = f"unexpected error while sending ({type(exc).__name__}: {exc})"
-                self.store.record_results([SendResult(r.delivery_id, Outcome.IN_DOUBT, error=why) for r in recipients])
-                run.report.errors.append(why)
-                run.stop(why)
-                raise
-            attempts = {c.id: c.attempts for c in batch}
-            results = [self._give_up_after_attempts(r, attempts.get(r.delivery_id, 1)) for r in results]
-            later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
-            results = [r for r in results if r.outcome is not Outcome.RETRY]
-            self.store.record_results(results, self.clock())
-            if later:
-                self.store.release_claims(later, self.worker)
-            self._tally(run, results)
-            if any(r.outcome is Outcome.ACCEPTED for r in results):
-                retries = 0
-            if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
-                retries += 1
-                trouble = TransientSendError(f"{len(later)} recipients to retry")
-                if not self._pause_before_retry(run, trouble, retries):
-                    return
+            by_version: dict[int, list[ClaimedDelivery]] = {}
+            for claimed in batch:  # a batch may mix language versions: one request per version
+                by_version.setdefault(claimed.release_id, []).append(claimed)
+            parts = list(by_version.items())
+            for index, (release_id, part) in enumerate(parts):
+                keep_going, retries = self._submit(run, release_id, part, retries)
+                if not keep_going:  # the run stops: the other versions' claims go back for the next sweep
+                    rest = [c.id for _, later in parts[index + 1 :] for c in later]
+                    if rest:
+                        self.store.release_claims(rest, self.worker)
+                    break
+
+    def _submit(self, run: _Run, release_id: int, batch: list[ClaimedDelivery], retries: int) -> tuple[bool, int]:
+        """Hand one claimed batch of one version to the transport and record what happened. Returns (go on
+        with this claim, the lane's retry count)."""
+        ids = self.store.mark_submitting([c.id for c in batch], self.worker)
+        still_claimed = set(ids)
+        recipients = [self.links.recipient(c.id, c.address, c.name) for c in batch if c.id in still_claimed]
+        if not recipients:
+            return True, retries
+        try:
+            results = self.transport.send(run.rendition_for(release_id), recipients)
+        except TransientSendError as exc:
+            self.store.release_claims(ids, self.worker, refund=exc.rate_limited)
+            retries += 0 if exc.rate_limited else 1
+            return self._pause_before_retry(run, exc, retries), retries
+        except PermanentSendError as exc:
+            results = [SendResult(r.delivery_id, Outcome.FAILED, error=str(exc)) for r in recipients]
+        except Exception as exc:
+            # A fault of our own or of a library: the request may have gone out, so never resend blindly.
+            why = f"unexpected error while sending ({type(exc).__name__}: {exc})"
+            self.store.record_results([SendResult(r.delivery_id, Outcome.IN_DOUBT, error=why) for r in recipients])
+            run.report.errors.append(why)
+            run.stop(why)
+            raise
+        attempts = {c.id: c.attempts for c in batch}
+        results = [self._give_up_after_attempts(r, attempts.get(r.delivery_id, 1)) for r in results]
+        later = [r.delivery_id for r in results if r.outcome is Outcome.RETRY]
+        results = [r for r in results if r.outcome is not Outcome.RETRY]
+        self.store.record_results(results, self.clock())
+        if later:
+            self.store.release_claims(later, self.worker)
+        self._tally(run, results)
+        if any(r.outcome is Outcome.ACCEPTED for r in results):
+            retries = 0
+        if later:  # some were not handed over (the relay went away mid-batch): back off, then go on
+            retries += 1
+            trouble = TransientSendError(f"{len(later)} recipients to retry")
+            return self._pause_before_retry(run, trouble, retries), retries
+        return True, retries
 
     def _give_up_after_attempts(self, result: SendResult, attempts: int) -> SendResult:
         """A recipient the provider keeps deferring (SMTP 4xx every time) fails after MAX_ATTEMPTS claims,
@@ -279,10 +307,12 @@ class Dispatcher:
 
     def _snapshot(self, dist: Distribution) -> int:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
+        versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
         if any(contact_rules.is_everyone(f) for f in filters):  # no need to load and test every contact
-            return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL)
+            return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL, versions=versions)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
-        return self.store.snapshot(dist.id, dist.release_id, CHANNEL, ((c.email, c.name) for c in chosen))
+        people = ((c.email, c.name, c.language) for c in chosen)
+        return self.store.snapshot(dist.id, dist.release_id, CHANNEL, people, versions=versions)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
