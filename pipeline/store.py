@@ -171,6 +171,16 @@ events = sa.Table(
     sa.Index("ix_events_address_kind", "address_hash", "kind"),
 )
 
+category_optouts = sa.Table(
+    "category_optouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("address_hash", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(200), nullable=False),  # casefolded
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("address_hash", "category", name="uq_category_optout"),
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -1114,6 +1124,37 @@ class Store:
             if not kept:
                 _suppress(db, None, "forgotten", now, digest)
         return {"contacts": int(removed), "deliveries": int(anonymised), "events": int(scrubbed)}
+
+    def opt_out(self, digest: str, category: str) -> bool:
+        """Stop one category of releases for an address (known by hash). True if it was new."""
+        key = category.strip().casefold()
+        with self.engine.begin() as db:
+            exists = db.execute(
+                sa.select(category_optouts.c.id).where(
+                    category_optouts.c.address_hash == digest, category_optouts.c.category == key
+                )
+            ).first()
+            if exists:
+                return False
+            db.execute(category_optouts.insert().values(address_hash=digest, category=key, created_at=utcnow()))
+        return True
+
+    def opted_out(self, categories: Iterable[str]) -> set[str]:
+        """Hashes of the addresses that opted out of any of these categories."""
+        keys = [c.strip().casefold() for c in categories]
+        if not keys:
+            return set()
+        with self.engine.begin() as db:
+            return set(
+                db.execute(
+                    sa.select(category_optouts.c.address_hash).where(category_optouts.c.category.in_(keys))
+                ).scalars()
+            )
+
+    def release_by_slug(self, slug: str) -> StoredRelease | None:
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(releases).where(releases.c.slug == slug)).first()
+        return self._stored(row) if row is not None else None
 
     def suppress_hash(self, digest: str, reason: str) -> bool:
         """Suppress an address known only by its hash (an unsubscribe link carries no address)."""

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from itsdangerous.signer import HMACAlgorithm
@@ -88,10 +89,13 @@ class UnsubscribeLinks:
         # Tokens are URL-safe already (base64url and dots), so only the space needs escaping.
         return f"mailto:{self.mailto}?subject=unsubscribe%20{token}" if self.mailto else None
 
-    def recipient(self, delivery_id: int, address: str, name: str | None) -> Recipient:
-        """A recipient with its https and mailto unsubscribe links, signed once."""
+    def recipient(self, delivery_id: int, address: str, name: str | None, release_slug: str | None = None) -> Recipient:
+        """A recipient with its https and mailto unsubscribe links, signed once. With the release's slug the
+        link's page can offer to stop only that release's categories (the slug is not signed: it can only
+        narrow what the token's owner is offered)."""
         token = self.token(address)
-        return Recipient(delivery_id, address, name, self._url(token), self._mailto(token))
+        url = self._url(token) + (f"?r={quote(release_slug)}" if release_slug else "")
+        return Recipient(delivery_id, address, name, url, self._mailto(token))
 
     def address_hash_of(self, token: str) -> str | None:
         """The hex SHA-256 of the address the token was issued for (as the suppression list keys it), or

@@ -31,29 +31,47 @@ def create_app(runtime: Runtime) -> Starlette:
     settings = runtime.settings
     webhook = SendGridWebhook(settings.sendgrid.webhook_public_key, settings.tracking.webhook_max_age)
 
-    def page(state: str, status: int) -> HTMLResponse:
-        titles = {"confirm": "Unsubscribe", "done": "You are unsubscribed", "invalid": "Link not valid"}
+    def page(state: str, status: int, categories: tuple[str, ...] = (), stopped: str | None = None) -> HTMLResponse:
+        titles = {
+            "confirm": "Unsubscribe",
+            "done": "You are unsubscribed",
+            "narrowed": "Preferences saved",
+            "invalid": "Link not valid",
+        }
         html = runtime.renderer.render(
             "unsubscribe.html",
             state=state,
             title=titles[state],
+            categories=categories,
+            stopped=stopped,
             organization=settings.organization.name,
             postal_address=settings.organization.postal_address,
             language="en",
         )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
+    def categories_of(request: Request) -> tuple[str, ...]:
+        slug = request.query_params.get("r")
+        stored = runtime.store.release_by_slug(slug) if slug else None
+        return stored.release.categories if stored is not None else ()
+
     def confirm(request: Request) -> Response:
         token = request.path_params["token"]
         if runtime.links.address_hash_of(token) is None:
             return page("invalid", 404)
-        return page("confirm", 200)
+        return page("confirm", 200, categories_of(request))
 
-    def unsubscribe(request: Request) -> Response:
+    async def unsubscribe(request: Request) -> Response:
         digest = runtime.links.address_hash_of(request.path_params["token"])
         if digest is None:
             return page("invalid", 404)
-        runtime.store.suppress_hash(digest, "unsubscribed")
+        form = await request.form()
+        scope = str(form.get("scope") or "all")  # RFC 8058 one-click posts carry no scope: everything
+        category = scope.removeprefix("category:") if scope.startswith("category:") else None
+        if category and category in categories_of(request):
+            await run_in_threadpool(runtime.store.opt_out, digest, category)
+            return page("narrowed", 200, stopped=category)
+        await run_in_threadpool(runtime.store.suppress_hash, digest, "unsubscribed")
         return page("done", 200)
 
     async def sendgrid_events(request: Request) -> Response:

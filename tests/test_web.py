@@ -273,3 +273,44 @@ def test_report_shows_rates_and_warns_near_the_complaint_ceiling(app: App, proje
     as_json = json.loads(run_cli(project, "report", str(dist.id), "--json").output)
     assert as_json["engagement"]["delivered"] == 4 and as_json["engagement"]["complained"] == 1
     assert as_json["engagement"]["clicked"] == 1
+
+
+def _release(title: str, category: str) -> str:
+    return (
+        f"---\ntitle: {title}\ndate: 2026-03-0{len(title) % 9 + 1}\ncategories: [{category}]\n---\n"
+        f"SPRINGFIELD, Ontario — Acme Instruments announced {title.lower()} today.\n"
+    )
+
+
+def test_the_page_offers_to_stop_only_one_category(tmp_path: Path) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    from pipeline.config import load_settings
+    from tests.conftest import run_cli, write_project
+
+    project = write_project(tmp_path, {"a.md": _release("Acme Ships a Thermometer", "Technology")})
+    assert run_cli(project, "run", "--once").exit_code == 0
+    settings = load_settings(project)
+    sent = next(p for p in settings.outbox_dir.rglob("*.eml") if p.name.startswith("ana@"))
+    header = str(message_from_bytes(sent.read_bytes(), policy=default)["List-Unsubscribe"])
+    link = header.split(",")[0].strip("<> ")
+    runtime = Runtime.open(settings)
+    for url in _serve(runtime):
+        local = link.replace(settings.site.base_url, url)
+        page = http("GET", local)
+        assert page.status == 200 and 'value="category:Technology"' in page.body
+        narrowed = http(
+            "POST", local, b"scope=category%3ATechnology", {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert narrowed.status == 200 and "releases about Technology any more" in narrowed.body
+    assert runtime.store.suppressed_hashes() == set()  # only one category stops
+    assert runtime.store.opted_out(["technology"]) == {address_hash("ana@example.com")}
+    runtime.close()
+    (tmp_path / "releases" / "b.md").write_text(_release("Acme Ships a Barometer Too", "Technology"), encoding="utf-8")
+    (tmp_path / "releases" / "c.md").write_text(_release("Acme Reports Its Results", "Business"), encoding="utf-8")
+    assert run_cli(project, "run", "--once").exit_code == 0
+    ana_folders = {p.parent.name for p in settings.outbox_dir.rglob("ana@*.eml")}
+    assert len(ana_folders) == 2 and not any("barometer" in f for f in ana_folders)
+    assert any("results" in f for f in ana_folders)
+    assert len(list(settings.outbox_dir.rglob("bo@*.eml"))) == 3  # others get everything

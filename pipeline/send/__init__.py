@@ -31,7 +31,7 @@ from pipeline.errors import PermanentSendError, TransientSendError
 from pipeline.models import Distribution, DistributionStatus, Outcome, SendResult
 from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
-from pipeline.store import ClaimedDelivery, Store
+from pipeline.store import ClaimedDelivery, Store, address_hash
 from pipeline.unsubscribe import UnsubscribeLinks
 
 CHANNEL = "email"
@@ -220,11 +220,16 @@ class Dispatcher:
         with this claim, the lane's retry count)."""
         ids = self.store.mark_submitting([c.id for c in batch], self.worker)
         still_claimed = set(ids)
-        recipients = [self.links.recipient(c.id, c.address, c.name) for c in batch if c.id in still_claimed]
-        if not recipients:
+        if not still_claimed:
             return True, retries
+        rendition = run.rendition_for(release_id)
+        recipients = [
+            self.links.recipient(c.id, c.address, c.name, rendition.release_slug)
+            for c in batch
+            if c.id in still_claimed
+        ]
         try:
-            results = self.transport.send(run.rendition_for(release_id), recipients)
+            results = self.transport.send(rendition, recipients)
         except TransientSendError as exc:
             self.store.release_claims(ids, self.worker, refund=exc.rate_limited)
             retries += 0 if exc.rate_limited else 1
@@ -308,10 +313,11 @@ class Dispatcher:
     def _snapshot(self, dist: Distribution) -> int:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
         versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
-        if any(contact_rules.is_everyone(f) for f in filters):  # no need to load and test every contact
+        opted_out = self.store.opted_out(self.store.release(dist.release_id).release.categories)
+        if not opted_out and any(contact_rules.is_everyone(f) for f in filters):  # no need to test every contact
             return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL, versions=versions)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
-        people = ((c.email, c.name, c.language) for c in chosen)
+        people = ((c.email, c.name, c.language) for c in chosen if address_hash(c.email) not in opted_out)
         return self.store.snapshot(dist.id, dist.release_id, CHANNEL, people, versions=versions)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
