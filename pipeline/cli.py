@@ -239,7 +239,7 @@ def contacts_import(state: State, csv_file: Path) -> None:
     usual aliases (E-mail, First Name + Last Name, Publication, Beat…; see the README). Good rows are kept,
     all in one transaction; each bad row is reported with its line number."""
     rt = state.runtime
-    found = read_contacts(csv_file)
+    found = read_contacts(csv_file, rt.settings.contacts.check_deliverability)
     imported, updated, suppressed = rt.store.save_contacts(found.contacts)
     report_rejected(csv_file, found.rejected)
     console.print(
@@ -693,7 +693,7 @@ def run(state: State, once: bool) -> None:
 def _import_configured_contacts(rt: Runtime) -> tuple[int, int]:
     new = updated = 0
     for source in rt.settings.contacts.sources:
-        found = read_contacts(rt.settings.resolve(source))
+        found = read_contacts(rt.settings.resolve(source), rt.settings.contacts.check_deliverability)
         report_rejected(source, found.rejected)
         n, u, _ = rt.store.save_contacts(found.contacts)
         new, updated = new + n, updated + u

@@ -146,6 +146,8 @@ class ReleasesSettings(_Section):
 
 class ContactsSettings(_Section):
     sources: tuple[Path, ...] = ()
+    # Also ask DNS whether each address's domain takes mail (slow, needs the network; off by default).
+    check_deliverability: bool = False
 
 
 class AudienceSettings(_Section):

@@ -111,10 +111,13 @@ class ContactFile:
     merged: int = 0
 
 
-def normalize_address(raw: str) -> str:
-    """A syntactically valid address, lower-cased; raises ValueError with the validator's reason."""
+def normalize_address(raw: str, check_deliverability: bool = False) -> str:
+    """A syntactically valid address, lower-cased; raises ValueError with the validator's reason. With
+    `check_deliverability` the domain must also resolve to a mail server (a DNS lookup)."""
     try:
-        result = validate_email(raw.strip(), check_deliverability=False, test_environment=True)
+        result = validate_email(
+            raw.strip(), check_deliverability=check_deliverability, test_environment=not check_deliverability
+        )
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     return result.normalized.lower()
@@ -124,7 +127,7 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(";") if part.strip())
 
 
-def _contact(row: Mapping[str, str]) -> Contact:
+def _contact(row: Mapping[str, str], check_deliverability: bool = False) -> Contact:
     def get(key: str) -> str:
         return (row.get(key) or "").strip()
 
@@ -151,7 +154,7 @@ def _contact(row: Mapping[str, str]) -> Contact:
         except ValueError:
             raise ValueError(f"consent_date {get('consent_date')!r} is not a date (YYYY-MM-DD)") from None
     return Contact(
-        email=normalize_address(email),
+        email=normalize_address(email, check_deliverability),
         name=name or None,
         outlet=get("outlet") or None,
         role=get("role") or None,
@@ -166,7 +169,7 @@ def _contact(row: Mapping[str, str]) -> Contact:
     )
 
 
-def read_contacts(path: Path) -> ContactFile:
+def read_contacts(path: Path, check_deliverability: bool = False) -> ContactFile:
     """Read a contacts file: CSV (any common encoding) or Excel .xlsx (first sheet). Raises
     ContactImportError only when nothing can be imported (unreadable file, no email column); each bad row
     is reported in `rejected` with its line (the spreadsheet's row number for .xlsx)."""
@@ -191,7 +194,7 @@ def read_contacts(path: Path) -> ContactFile:
             result.rejected.append(Rejected(line, f"{len(values)} fields but the header has {len(columns)}"))
             continue
         try:
-            contact = _contact(dict(zip(columns, values, strict=False)))
+            contact = _contact(dict(zip(columns, values, strict=False)), check_deliverability)
         except ValueError as exc:
             result.rejected.append(Rejected(line, str(exc)))
             continue

@@ -761,10 +761,19 @@ class Store:
             added = db.execute(deliveries.insert().from_select(columns, chosen)).rowcount
         return int(added)
 
-    def claim(self, distribution_id: int, worker: str, limit: int, lease_until: datetime) -> list[ClaimedDelivery]:
+    def claim(
+        self,
+        distribution_id: int,
+        worker: str,
+        limit: int,
+        lease_until: datetime,
+        categories: Sequence[str] = (),
+    ) -> list[ClaimedDelivery]:
         """Atomically take up to `limit` pending deliveries of a distribution that is sending (none once it was
-        paused, held or cancelled). Addresses suppressed since the snapshot are marked `suppressed` inside the
-        same transaction and not returned, so an unsubscribe beats the next batch."""
+        paused, held or cancelled). Addresses suppressed since the snapshot, or opted out of one of the
+        release's `categories`, are marked `suppressed` inside the same transaction and not returned, so an
+        unsubscribe beats the next batch."""
+        optout_keys = [c.strip().casefold() for c in categories]
         now = utcnow()
         with self.engine.begin() as db:
             status = db.execute(
@@ -809,6 +818,15 @@ class Store:
                         sa.select(suppressions.c.address_hash).where(among(suppressions.c.address_hash, list(hashes)))
                     ).scalars()
                 )
+                if optout_keys and hashes:
+                    blocked |= set(
+                        db.execute(
+                            sa.select(category_optouts.c.address_hash).where(
+                                among(category_optouts.c.address_hash, list(hashes)),
+                                category_optouts.c.category.in_(optout_keys),
+                            )
+                        ).scalars()
+                    )
                 if blocked:
                     db.execute(
                         deliveries.update()

@@ -108,3 +108,23 @@ def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
         thread.join()
     every = [i for slot in claimed for i in slot]
     assert len(every) == 2000 and len(set(every)) == 2000
+
+
+def test_a_category_opt_out_made_mid_send_is_honoured_at_the_next_claim(tmp_path: Path) -> None:
+    from pipeline.store import address_hash
+
+    store = _store(tmp_path)
+    release_id, _ = store.save_release(Release(headline="Tech news", body=("x",)), NOW)
+    dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
+    assert dist is not None
+    people = [(f"p{i}@example.com", None, None) for i in range(3)]
+    store.snapshot(dist, release_id, "email", people)
+    store.set_status(dist, DistributionStatus.SENDING)
+    assert store.opt_out(address_hash("p1@example.com"), " Technology ")
+    assert not store.opt_out(address_hash("p1@example.com"), "technology")  # once
+    lease = datetime.now(UTC) + timedelta(minutes=5)
+    claimed = store.claim(dist, "w", 10, lease, categories=("TECHNOLOGY", "Health"))
+    assert [c.address for c in claimed] == ["p0@example.com", "p2@example.com"]
+    statuses = {d["address"]: d["status"] for d in store.deliveries_of(dist)}
+    assert statuses["p1@example.com"] == "suppressed"
+    store.close()

@@ -62,11 +62,11 @@ class _Run:
     total: int
     batch_size: int
     progress: Callable[[int, int], None] | None
+    categories: tuple[str, ...] = ()  # the release's, for opt-outs made while it is being sent
     done: int = 0
     consecutive_failures: int = 0
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-
     renditions: dict[int, EmailRendition] = field(default_factory=dict)
 
     def rendition_for(self, release_id: int) -> EmailRendition:
@@ -174,6 +174,7 @@ class Dispatcher:
         run = _Run(
             dist_id=dist.id,
             render=render,
+            categories=stored.release.categories,
             report=report,
             total=self.store.open_count(dist.id),
             batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
@@ -198,7 +199,7 @@ class Dispatcher:
         retries = 0
         while not run.stopped:
             lease_until = self.clock() + self.settings.send.lease
-            batch = self.store.claim(run.dist_id, self.worker, run.batch_size, lease_until)
+            batch = self.store.claim(run.dist_id, self.worker, run.batch_size, lease_until, run.categories)
             if not batch:  # nothing left, or the distribution no longer sending
                 if self.store.status_of(run.dist_id) is not DistributionStatus.SENDING:
                     run.stop("stopped: the distribution was cancelled, held or paused")
