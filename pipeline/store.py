@@ -1210,6 +1210,7 @@ class Store:
             address_of = {int(r.id): str(r.address) for r in found}
             status_of = {int(r.id): DeliveryStatus(r.status) for r in found}
             rows = []
+            moved: set[int] = set()  # deliveries whose status an event moves on (written once each, below)
             for item in fresh.values():
                 delivery = item.delivery_id
                 # An id is trusted only for the address it was sent to.
@@ -1242,12 +1243,15 @@ class Store:
                     report.resolved += 1
                 target = EVENT_STATUS.get(item.kind)
                 if target is not None and STATUS_RANK[target] > STATUS_RANK.get(status_of[delivery], 99):
-                    db.execute(
-                        deliveries.update()
-                        .where(deliveries.c.id == delivery)
-                        .values(status=target.value, updated_at=now)
-                    )
                     status_of[delivery] = target
+                    moved.add(delivery)
+            by_status: dict[DeliveryStatus, list[int]] = {}
+            for delivery in moved:
+                by_status.setdefault(status_of[delivery], []).append(delivery)
+            for status, group in by_status.items():
+                db.execute(
+                    deliveries.update().where(among(deliveries.c.id, group)).values(status=status.value, updated_at=now)
+                )
             for start in range(0, len(rows), 1000):
                 db.execute(events.insert(), rows[start : start + 1000])
             report.new = len(rows)
