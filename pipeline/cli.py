@@ -301,8 +301,11 @@ def contacts_export(state: State, audience_name: str | None, out: Path | None) -
     if out is None:
         write_contacts(people, sys.stdout, suppressed)
         return
-    with out.open("w", encoding="utf-8", newline="") as handle:
-        count = write_contacts(people, handle, suppressed)
+    try:
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            count = write_contacts(people, handle, suppressed)
+    except OSError as exc:
+        fail(f"{out}: cannot write: {exc.strerror or exc}")
     err.print(f"{count} contacts written to {out}", highlight=False)
 
 
@@ -582,7 +585,7 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
     events = rt.store.event_counts(distribution_id)
     engagement = {
         "delivered": events.get("delivered", 0),
-        "bounced": events.get("bounced", 0) + events.get("blocked", 0),
+        "bounced": events.get("bounced", 0),
         "dropped": events.get("dropped", 0),
         "opened": events.get("opened", 0),
         "clicked": events.get("clicked", 0),

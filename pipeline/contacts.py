@@ -87,6 +87,8 @@ _ALIASES = {
     "acceptsembargoes": "embargo_trusted",
 }
 _TRUE = {"yes", "y", "true", "1", "x", "oui"}
+_FORMULA_STARTS = ("=", "+", "-", "@")
+HEADER_SEARCH_ROWS = 10  # a title or notes above the header row are skipped, this far down
 _FALSE = {"", "no", "n", "false", "0", "non"}
 
 
@@ -129,7 +131,8 @@ def _list(value: str) -> tuple[str, ...]:
 
 def _contact(row: Mapping[str, str], check_deliverability: bool = False) -> Contact:
     def get(key: str) -> str:
-        return (row.get(key) or "").strip()
+        value = (row.get(key) or "").strip()
+        return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_STARTS else value  # see write_contacts
 
     email = get("email")
     if not email:
@@ -174,14 +177,20 @@ def read_contacts(path: Path, check_deliverability: bool = False) -> ContactFile
     ContactImportError only when nothing can be imported (unreadable file, no email column); each bad row
     is reported in `rejected` with its line (the spreadsheet's row number for .xlsx)."""
     rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else _csv_rows(path)
-    try:
-        line, header = next(rows)
-    except StopIteration:
+    first: tuple[int, list[str]] | None = None
+    columns: list[str] = []
+    for line, header in rows:  # the header is the first row naming an email column (titles may sit above)
+        if isinstance(header, str) or not any(h.strip() for h in header):
+            continue
+        first = first or (line, header)
+        columns = [column_key(h) for h in header]
+        if "email" in columns or line >= HEADER_SEARCH_ROWS:
+            break
+    if first is None:
         raise ContactImportError(path, "file is empty; expected a header row with an 'email' column") from None
-    columns = [column_key(str(h or "")) for h in header]
     if "email" not in columns:
-        found = ", ".join(str(h) for h in header if h) or "none"
-        raise ContactImportError(path, f"no 'email' column (found: {found})", line=line)
+        found = ", ".join(h for h in first[1] if h) or "none"
+        raise ContactImportError(path, f"no 'email' column (found: {found})", line=first[0])
     result = ContactFile()
     by_email: dict[str, int] = {}
     for line, values in rows:
@@ -194,7 +203,11 @@ def read_contacts(path: Path, check_deliverability: bool = False) -> ContactFile
             result.rejected.append(Rejected(line, f"{len(values)} fields but the header has {len(columns)}"))
             continue
         try:
-            contact = _contact(dict(zip(columns, values, strict=False)), check_deliverability)
+            fields: dict[str, str] = {}
+            for column, value in zip(columns, values, strict=False):
+                if value.strip() or column not in fields:  # two columns for one field: the filled one wins
+                    fields[column] = value
+            contact = _contact(fields, check_deliverability)
         except ValueError as exc:
             result.rejected.append(Rejected(line, str(exc)))
             continue
@@ -215,7 +228,7 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         text = decode(path, read_bytes(path, MAX_CONTACTS_BYTES, "contact files"))
     except Exception as exc:  # a ReleaseParseError from the shared decoder, re-worded for contacts
         raise ContactImportError(path, str(getattr(exc, "detail", exc))) from exc
-    delimiter = _delimiter(text.split("\n", 1)[0])
+    delimiter = _delimiter(text.split("\n", HEADER_SEARCH_ROWS)[:HEADER_SEARCH_ROWS])
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     while True:
         try:
@@ -228,13 +241,14 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         yield reader.line_num, values
 
 
-def _delimiter(header: str) -> str:
-    """Comma, semicolon (spreadsheets in much of Europe) or tab: the one that makes an email column of the
-    header line; comma when none does (the error then names the columns found)."""
-    for candidate in (",", ";", "\t"):
-        fields = next(csv.reader([header], delimiter=candidate), [])
-        if len(fields) > 1 and "email" in {column_key(f) for f in fields}:
-            return candidate
+def _delimiter(lines: list[str]) -> str:
+    """Comma, semicolon (spreadsheets in much of Europe) or tab: the one that makes an email column of a
+    header line among the first lines; comma when none does (the error then names the columns found)."""
+    for line in lines:
+        for candidate in (",", ";", "\t"):
+            fields = next(csv.reader([line], delimiter=candidate), [])
+            if len(fields) > 1 and "email" in {column_key(f) for f in fields}:
+                return candidate
     return ","
 
 
@@ -243,15 +257,24 @@ def _xlsx_rows(path: Path) -> Iterator[Row]:
     from openpyxl.utils.exceptions import InvalidFileException
 
     try:
+        if path.stat().st_size > MAX_CONTACTS_BYTES:
+            raise ContactImportError(path, f"file is over {MAX_CONTACTS_BYTES // 1024 // 1024} MB; split it")
         book = load_workbook(path, read_only=True, data_only=True)
     except FileNotFoundError:
         raise ContactImportError(path, "file not found") from None
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise ContactImportError(path, f"not an Excel .xlsx workbook ({exc})") from None
+    number = 0
     try:
         sheet = book.worksheets[0]
+        if hasattr(sheet, "reset_dimensions"):
+            sheet.reset_dimensions()  # the stored size of the sheet may be wrong; read what is there
         for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
             yield number, [_cell_text(value) for value in row]
+    except ContactImportError:
+        raise
+    except Exception as exc:  # a damaged sheet stops the read; nothing has been imported yet
+        raise ContactImportError(path, f"the workbook is damaged after row {number}: {exc}") from exc
     finally:
         book.close()
 
@@ -299,15 +322,15 @@ def write_contacts(people: Iterable[Contact], out: TextIO, suppressed: set[str])
         writer.writerow(
             [
                 person.email,
-                person.name or "",
-                person.outlet or "",
-                person.role or "",
-                "; ".join(person.beats),
-                "; ".join(person.regions),
+                _as_text(person.name or ""),
+                _as_text(person.outlet or ""),
+                _as_text(person.role or ""),
+                _as_text("; ".join(person.beats)),
+                _as_text("; ".join(person.regions)),
                 person.language or "",
-                "; ".join(person.tags),
+                _as_text("; ".join(person.tags)),
                 person.consent_basis.value if person.consent_basis else "",
-                person.consent_source or "",
+                _as_text(person.consent_source or ""),
                 person.consent_date.isoformat() if person.consent_date else "",
                 "yes" if person.embargo_trusted else "no",
                 "yes" if address_hash(person.email) in suppressed else "no",
@@ -315,6 +338,12 @@ def write_contacts(people: Iterable[Contact], out: TextIO, suppressed: set[str])
         )
         count += 1
     return count
+
+
+def _as_text(value: str) -> str:
+    """A spreadsheet runs a cell starting with =, +, - or @ as a formula; a leading ' makes it text (and the
+    import takes it off again)."""
+    return f"'{value}" if value[:1] in _FORMULA_STARTS else value
 
 
 def is_everyone(audience: AudienceSettings) -> bool:

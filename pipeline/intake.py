@@ -55,6 +55,11 @@ def queue_release(
 
     Refuses unknown audiences and any time before the embargo. With an `origin` (automatic queueing) a
     second call adds nothing, but moves a not-yet-started distribution whose time changed."""
+    if release.translation_of:
+        raise ScheduleError(
+            f"{release.source or 'this document'} is a translation of {release.translation_of!r}: queue the "
+            "original, whose distributions send each contact the version in their language"
+        )
     if not audiences:
         raise ScheduleError("no audience given (use --to AUDIENCE, or `audiences:` in the front matter)")
     for name in audiences:
@@ -114,6 +119,7 @@ def intake_folder(
         report.failed.append(f"{folder}: releases folder not found")
         return report
     zone = settings.zone
+    translations: list[tuple[Path, Release]] = []
     for path in release_files(folder):
         report.files += 1
         try:
@@ -123,6 +129,8 @@ def intake_folder(
             setattr(report, state, getattr(report, state) + 1)
             # A correction changes the release in place (newsroom, feeds); its recipients are not mailed again.
             # A translation goes out with its original's distributions, to the contacts who read its language.
+            if release.translation_of:
+                translations.append((path, release))
             secondary = release.corrects or release.translation_of
             audiences = () if secondary else release.audiences or settings.releases.default_audiences
             if audiences:
@@ -135,6 +143,14 @@ def intake_folder(
             report.failed.append(str(exc))
         if step:
             step(path)
+    for path, release in translations:  # checked once the whole folder is in: the original may come later
+        if release.language is None:
+            report.failed.append(f"{path}: a translation needs a `language:`; it cannot be matched to readers")
+        elif store.release_id_by_slug(str(release.translation_of)) is None:
+            report.failed.append(
+                f"{path}: translation_of {release.translation_of!r}: no release has that slug; "
+                "this translation will not be sent"
+            )
     return report
 
 

@@ -227,6 +227,18 @@ def among(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElem
     return column.in_(sa.select(sa.cast(items.c.value, column.type)))
 
 
+def _insert_ignoring_duplicates(engine: Engine, table: sa.Table, keys: list[str]) -> sa.Insert:
+    """INSERT … ON CONFLICT DO NOTHING on the unique `keys`: two posts of the same events at the same moment
+    both succeed, and each event is stored once."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
 def _suppress(db: Connection, address: str | None, reason: str, now: datetime, digest: str | None = None) -> bool:
     digest = digest or address_hash(address or "")
     if db.execute(sa.select(suppressions.c.id).where(suppressions.c.address_hash == digest)).first():
@@ -1129,7 +1141,7 @@ class Store:
             anonymised = db.execute(
                 deliveries.update()
                 .where(sa.func.lower(deliveries.c.address) == address)
-                .values(address=placeholder, name=None, updated_at=now)
+                .values(address=placeholder, name=None, error=None, updated_at=now)
             ).rowcount
             scrubbed = db.execute(
                 events.update().where(events.c.address_hash == digest).values(raw={}, detail=None)
@@ -1168,6 +1180,11 @@ class Store:
                     sa.select(category_optouts.c.address_hash).where(category_optouts.c.category.in_(keys))
                 ).scalars()
             )
+
+    def release_id_by_slug(self, slug: str) -> int | None:
+        with self.engine.begin() as db:
+            found = db.execute(sa.select(releases.c.id).where(releases.c.slug == slug)).scalar_one_or_none()
+        return int(found) if found is not None else None
 
     def release_by_slug(self, slug: str) -> StoredRelease | None:
         with self.engine.begin() as db:
@@ -1249,11 +1266,26 @@ class Store:
             for delivery in moved:
                 by_status.setdefault(status_of[delivery], []).append(delivery)
             for status, group in by_status.items():
+                lower = [s.value for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
                 db.execute(
-                    deliveries.update().where(among(deliveries.c.id, group)).values(status=status.value, updated_at=now)
+                    deliveries.update()
+                    .where(among(deliveries.c.id, group), deliveries.c.status.in_(lower))  # only ever upwards
+                    .values(status=status.value, updated_at=now)
                 )
+            forgotten = set(
+                db.execute(
+                    sa.select(suppressions.c.address_hash).where(
+                        suppressions.c.reason == "forgotten",
+                        among(suppressions.c.address_hash, list({r["address_hash"] for r in rows})),
+                    )
+                ).scalars()
+            )
+            for row in rows:
+                if row["address_hash"] in forgotten:  # an erased person's late events keep no address
+                    row["raw"], row["detail"] = {}, None
+            insert = _insert_ignoring_duplicates(self.engine, events, ["provider", "event_key"])
             for start in range(0, len(rows), 1000):
-                db.execute(events.insert(), rows[start : start + 1000])
+                db.execute(insert, rows[start : start + 1000])
             report.new = len(rows)
             for item in fresh.values():
                 reason = item.suppresses
@@ -1273,13 +1305,15 @@ class Store:
         return report
 
     def event_counts(self, distribution_id: int) -> dict[str, int]:
-        """Deliveries of a distribution with at least one event of each kind (each delivery counted once)."""
+        """Deliveries of a distribution with at least one event of each kind (each delivery counted once;
+        soft and hard bounces count together as `bounced`)."""
+        kind = sa.case((events.c.kind == EventKind.BLOCKED.value, EventKind.BOUNCED.value), else_=events.c.kind)
         with self.engine.begin() as db:
             rows = db.execute(
-                sa.select(events.c.kind, sa.func.count(sa.distinct(events.c.delivery_id)))
+                sa.select(kind, sa.func.count(sa.distinct(events.c.delivery_id)))
                 .join(deliveries, deliveries.c.id == events.c.delivery_id)
                 .where(deliveries.c.distribution_id == distribution_id)
-                .group_by(events.c.kind)
+                .group_by(kind)
             ).all()
         return {str(kind): int(count) for kind, count in rows}
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
@@ -89,8 +90,9 @@ class EventsReport:
     suppressed: int = 0
 
 
-# Reasons SendGrid gives for dropping a message that mean the address must not be mailed again.
-_SUPPRESSING_DROPS = ("bounced address", "invalid", "spam reporting address", "unsubscribed address")
+# Reasons SendGrid gives for dropping a message that mean the address must not be mailed again (exactly
+# these: "Invalid SMTPAPI header" is our own fault, not the address's).
+_SUPPRESSING_DROPS = {"bounced address", "invalid", "spam reporting address", "unsubscribed address"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,7 @@ class TrackingEvent:
         """The suppression reason this event calls for at once, if any (soft bounces are counted instead)."""
         if self.kind in (EventKind.BOUNCED, EventKind.COMPLAINED, EventKind.UNSUBSCRIBED):
             return self.kind.value
-        if self.kind is EventKind.DROPPED and (self.detail or "").lower().startswith(_SUPPRESSING_DROPS):
+        if self.kind is EventKind.DROPPED and (self.detail or "").strip().lower() in _SUPPRESSING_DROPS:
             return f"dropped: {self.detail}"
         return None
 
@@ -128,13 +130,18 @@ class SendGridWebhook:
         self.max_age = max_age
         self._verifier: EventWebhook | None = None
         if public_key:
+            problem = None
             try:
                 self._verifier = EventWebhook(public_key.strip())
+                if not isinstance(self._verifier.public_key, ec.EllipticCurvePublicKey):
+                    problem = "it is not an elliptic-curve (ECDSA) key"
             except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:
+                problem = str(exc)
+            if problem:
                 raise ConfigError(
-                    f"not a public key SendGrid could have issued (base64 of its DER form): {exc}",
+                    f"not a public key SendGrid could have issued (base64 of its DER form): {problem}",
                     key="sendgrid.webhook_public_key",
-                ) from exc
+                )
 
     def verify(self, body: bytes, signature: str | None, timestamp: str | None, now: datetime) -> None:
         """Raise WebhookRefused unless the post is signed by SendGrid's key and recent."""
@@ -178,7 +185,7 @@ def read_sendgrid_event(item: dict[str, Any]) -> TrackingEvent | None:
     except (TypeError, ValueError, OverflowError):
         occurred = datetime.fromtimestamp(0, UTC)
     raw_id = str(item.get("delivery_id") or "")
-    delivery_id = int(raw_id) if raw_id.isdigit() else None
+    delivery_id = int(raw_id) if raw_id.isascii() and raw_id.isdigit() else None
     detail = item.get("reason") or item.get("response") or item.get("url")
     key = str(item.get("sg_event_id") or "")
     if not key:

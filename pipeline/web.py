@@ -65,19 +65,26 @@ def create_app(runtime: Runtime) -> Starlette:
         digest = runtime.links.address_hash_of(request.path_params["token"])
         if digest is None:
             return page("invalid", 404)
-        form = await request.form()
+        form = await request.form(max_files=0, max_fields=10)
         scope = str(form.get("scope") or "all")  # RFC 8058 one-click posts carry no scope: everything
         category = scope.removeprefix("category:") if scope.startswith("category:") else None
-        if category and category in categories_of(request):
+        if category and category in await run_in_threadpool(categories_of, request):
             await run_in_threadpool(runtime.store.opt_out, digest, category)
             return page("narrowed", 200, stopped=category)
         await run_in_threadpool(runtime.store.suppress_hash, digest, "unsubscribed")
         return page("done", 200)
 
     async def sendgrid_events(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BODY:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_WEBHOOK_BODY:
             return JSONResponse({"error": "payload too large"}, status_code=413)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # never hold more than the limit, whatever the header said
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BODY:
+                return JSONResponse({"error": "payload too large"}, status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
             webhook.verify(
                 body,

@@ -14,7 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from pipeline.config import AudienceSettings, Settings
+from pipeline.config import AudienceSettings, Settings, load_settings
 from pipeline.contacts import read_contacts, select
 from pipeline.errors import ContactImportError
 from pipeline.models import Contact
@@ -215,3 +215,31 @@ def test_audiences_by_tag_embargo_trust_and_static_list(settings: Settings) -> N
     assert members("trusted") == ["a@example.com", "c@example.com"]
     assert members("trusted_vips") == ["a@example.com"]
     assert members("hand_picked") == ["b@example.com", "c@example.com"]
+
+
+def test_two_email_columns_keep_the_filled_one_and_export_defuses_formulas(tmp_path: Path, project: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text('Email,Work Email,Name\nana@example.com,,=HYPERLINK("x")\n', encoding="utf-8")
+    (ana,) = read_contacts(path).contacts
+    assert ana.email == "ana@example.com" and ana.name == '=HYPERLINK("x")'
+    runtime = Runtime.open(load_settings(project))
+    runtime.store.save_contacts([ana])
+    runtime.close()
+    exported = run_cli(project, "contacts", "export").output
+    assert "'=HYPERLINK" in exported  # a spreadsheet shows it as text instead of running it
+    out = tmp_path / "back.csv"
+    out.write_text(exported, encoding="utf-8")
+    assert read_contacts(out).contacts[0].name == '=HYPERLINK("x")'  # and it imports back as it was
+
+
+def test_a_workbook_with_a_wrong_dimension_record_and_a_title_row(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Media list — spring 2026"])
+    sheet.append(["Name", "E-mail"])
+    sheet.append(["Ana Lima", "ana@example.com"])
+    path = tmp_path / "list.xlsx"
+    book.save(path)
+    found = read_contacts(path)
+    assert [c.email for c in found.contacts] == ["ana@example.com"] and found.rejected == []

@@ -96,3 +96,33 @@ def test_a_filtered_audience_also_gets_each_language(tmp_path: Path) -> None:
     assert run_cli(project, "run", "--once").exit_code == 0
     subjects = _subjects(load_settings(project).outbox_dir)
     assert subjects == {"chloe@example.com": "Acme ouvre un laboratoire au Québec"}
+
+
+def test_a_translation_is_never_queued_on_its_own(bilingual: Path) -> None:
+    assert run_cli(bilingual, "run", "--once").exit_code == 0
+    settings = load_settings(bilingual)
+    result = run_cli(bilingual, "queue", str(bilingual.parent / "releases" / "lab.fr.md"), "--to", "all")
+    assert result.exit_code == 2 and "is a translation of '2026-03-03-acme-opens-a-lab-in-quebec'" in result.output
+    assert len(list(settings.outbox_dir.rglob("*.eml"))) == 4
+
+
+def test_a_translation_of_an_unknown_release_is_reported(tmp_path: Path) -> None:
+    orphan = FRENCH.replace("translation_of: 2026-03-03-acme-opens-a-lab-in-quebec", "translation_of: no-such-slug")
+    project = write_project(tmp_path, {"lab.md": ENGLISH, "orphan.fr.md": orphan})
+    result = run_cli(project, "run", "--once")
+    assert "translation_of 'no-such-slug': no release has that slug" in result.output
+
+
+def test_an_opt_out_from_a_translations_category_is_honoured(tmp_path: Path) -> None:
+    from pipeline.store import address_hash
+
+    english = ENGLISH.replace("language: en\n", "language: en\ncategories: [Labs]\n")
+    french = FRENCH.replace("language: fr\n", "language: fr\ncategories: [Laboratoires]\n")
+    project = write_project(tmp_path, {"lab.md": english, "lab.fr.md": french})
+    settings = load_settings(project)
+    runtime = Runtime.open(settings)
+    runtime.store.opt_out(address_hash("chloe@example.com"), "Laboratoires")
+    runtime.close()
+    assert run_cli(project, "run", "--once").exit_code == 0
+    assert "chloe@example.com" not in _subjects(settings.outbox_dir)
+    assert len(_subjects(settings.outbox_dir)) == 3

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
-from pipeline.errors import PermanentSendError, TransientSendError
+from pipeline.errors import PermanentSendError, PipelineError, TransientSendError
 from pipeline.models import Distribution, DistributionStatus, Outcome, SendResult
 from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
@@ -174,7 +174,7 @@ class Dispatcher:
         run = _Run(
             dist_id=dist.id,
             render=render,
-            categories=stored.release.categories,
+            categories=self._categories(dist.release_id, versions),
             report=report,
             total=self.store.open_count(dist.id),
             batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
@@ -209,9 +209,12 @@ class Dispatcher:
                 by_version.setdefault(claimed.release_id, []).append(claimed)
             parts = list(by_version.items())
             for index, (release_id, part) in enumerate(parts):
-                keep_going, retries = self._submit(run, release_id, part, retries)
-                if not keep_going:  # the run stops: the other versions' claims go back for the next sweep
-                    rest = [c.id for _, later in parts[index + 1 :] for c in later]
+                keep_going = False
+                if not run.stopped:  # paused by a failure in the part before: the rest waits
+                    keep_going, retries = self._submit(run, release_id, part, retries)
+                if not keep_going:  # this and the other versions' claims still held go back (a no-op for rows
+                    # already recorded or released by _submit)
+                    rest = [c.id for _, later in parts[index:] for c in later]
                     if rest:
                         self.store.release_claims(rest, self.worker)
                     break
@@ -219,11 +222,16 @@ class Dispatcher:
     def _submit(self, run: _Run, release_id: int, batch: list[ClaimedDelivery], retries: int) -> tuple[bool, int]:
         """Hand one claimed batch of one version to the transport and record what happened. Returns (go on
         with this claim, the lane's retry count)."""
+        try:
+            rendition = run.rendition_for(release_id)  # before anything is marked as going out
+        except PipelineError as exc:
+            run.report.errors.append(f"release {release_id}: {exc}")
+            run.stop(f"cannot render a version of the release: {exc}")
+            return False, retries
         ids = self.store.mark_submitting([c.id for c in batch], self.worker)
         still_claimed = set(ids)
         if not still_claimed:
             return True, retries
-        rendition = run.rendition_for(release_id)
         recipients = [
             self.links.recipient(c.id, c.address, c.name, rendition.release_slug)
             for c in batch
@@ -311,10 +319,17 @@ class Dispatcher:
         self.sleep(wait)
         return True
 
+    def _categories(self, release_id: int, versions: dict[str, int]) -> tuple[str, ...]:
+        """Every version's categories: an opt-out from a translation's category counts as much."""
+        found: dict[str, None] = {}
+        for version in {release_id, *versions.values()}:
+            found |= dict.fromkeys(self.store.release(version).release.categories)
+        return tuple(found)
+
     def _snapshot(self, dist: Distribution) -> int:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
         versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
-        opted_out = self.store.opted_out(self.store.release(dist.release_id).release.categories)
+        opted_out = self.store.opted_out(self._categories(dist.release_id, versions))
         if not opted_out and any(contact_rules.is_everyone(f) for f in filters):  # no need to test every contact
             return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL, versions=versions)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
