@@ -36,6 +36,7 @@ from pipeline.render import write_preview
 from pipeline.runtime import Runtime
 from pipeline.schedule import SweepReport, Worker
 from pipeline.store import address_hash
+from pipeline.store import reschedule as move_distribution
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -451,12 +452,23 @@ def _ingest_json(report: IngestReport) -> dict[str, Any]:
     type=click.Choice([s.value for s in DistributionStatus]),
     help="Only these statuses (repeatable).",
 )
+@click.option("--after", metavar="WHEN", help="Only those due at or after WHEN (same forms as --at).")
+@click.option("--before", metavar="WHEN", help="Only those due at or before WHEN.")
+@click.option("--tz", "tz", metavar="ZONE", help="Time zone for local times (default: config timezone).")
 @pass_state
-def distributions_cmd(state: State, statuses: tuple[str, ...]) -> None:
-    """A table of distributions with status, audience, due time and delivery counts."""
+def distributions_cmd(
+    state: State, statuses: tuple[str, ...], after: str | None, before: str | None, tz: str | None
+) -> None:
+    """A table of distributions with status, audience, due time and delivery counts; held ones in red."""
     rt = state.runtime
     wanted = [DistributionStatus(s) for s in statuses] or None
-    rows = rt.store.distributions(wanted)
+    zone, _ = zone_or_default(tz, rt.settings)
+    now = rt.clock()
+    rows = rt.store.distributions(
+        wanted,
+        due_before=parse_when(before, zone, now) if before else None,
+        due_after=parse_when(after, zone, now) if after else None,
+    )
     table = Table(
         "id",
         "status",
@@ -498,6 +510,98 @@ def cancel(state: State, distribution_id: int) -> None:
     if stopped < 0:
         raise ScheduleError(f"distribution {distribution_id} has already finished and cannot be cancelled")
     console.print(f"distribution {distribution_id} cancelled; {stopped} recipients will not be sent")
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def show(state: State, distribution_id: int, as_json: bool) -> None:
+    """Everything about one distribution: release, audiences, time (in its zone and UTC), embargo, status,
+    recipients by delivery status, and what a person may do next."""
+    rt = state.runtime
+    dist = rt.store.distribution(distribution_id)
+    release = rt.store.release(dist.release_id).release
+    zone = dist.timezone
+    actions = {
+        DistributionStatus.SCHEDULED: "reschedule, hold or cancel it",
+        DistributionStatus.HELD: "release (send now), reschedule or cancel it",
+        DistributionStatus.PAUSED: "release it to resume (--retry-failed to retry failures), or cancel it",
+        DistributionStatus.SENDING: "hold (pause) or cancel it",
+        DistributionStatus.PARTIAL: "resolve deliveries in doubt; release --retry-failed to retry failures",
+    }
+    facts = {
+        "distribution": dist.id,
+        "release": release.title,
+        "slug": dist.release_slug,
+        "status": dist.status.value,
+        "audiences": list(dist.audiences),
+        "due": _local(dist.due_at, zone),
+        "due_utc": dist.due_at.isoformat(),
+        "embargo": _local(release.embargo, zone) if release.embargo else None,
+        "recipients": dist.total,
+        "deliveries": dict(dist.counts),
+        "note": dist.note,
+        "next": actions.get(dist.status),
+    }
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    table = Table("", "", title=f"Distribution {dist.id}", title_justify="left", show_header=False)
+    for key, value in facts.items():
+        if key in ("distribution", "deliveries") or value in (None, []):
+            continue
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        text = f"[{STATUS_STYLE.get(text, '')}]{text}[/]" if key == "status" else escape(text)
+        table.add_row(key.replace("_", " "), text)
+    for status, count in sorted(dist.counts.items()):
+        table.add_row(f"  {status}", str(count))
+    console.print(table)
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@click.option("--at", "at", metavar="WHEN", required=True, help="'now', ISO time with offset, or local time.")
+@click.option("--tz", "tz", metavar="ZONE", help="Time zone for a local --at (default: the distribution's).")
+@pass_state
+def reschedule(state: State, distribution_id: int, at: str, tz: str | None) -> None:
+    """Move a distribution that has not started (scheduled or held) to another time; never before the
+    release's embargo. The time is shown back in the distribution's zone."""
+    rt = state.runtime
+    dist = rt.store.distribution(distribution_id)
+    zone, zone_name = zone_or_default(tz or dist.timezone, rt.settings)
+    when = parse_when(at, zone, rt.clock())
+    embargo = rt.store.release(dist.release_id).release.embargo
+    if embargo and when < embargo:
+        raise ScheduleError(
+            f"{_local(when, zone_name)} is before the embargo ({_local(embargo, zone_name)}); "
+            "nothing may go out before the embargo lifts"
+        )
+    if not move_distribution(rt.store, distribution_id, when, zone_name):
+        raise ScheduleError(f"distribution {distribution_id} is {dist.status.value}; only one not yet started can move")
+    console.print(f"distribution {distribution_id} rescheduled for {_local(when, zone_name)}")
+
+
+@cli.command()
+@click.argument("distribution_id", metavar="ID", type=int)
+@pass_state
+def hold(state: State, distribution_id: int) -> None:
+    """Stop a distribution without cancelling it: a scheduled one is held (not sent at its time), a sending
+    one is paused before its next batch. `pipeline release ID` lets it go on."""
+    rt = state.runtime
+    held = rt.store.set_status(
+        distribution_id, DistributionStatus.HELD, "held by a person", only_from=[DistributionStatus.SCHEDULED]
+    )
+    paused = held or rt.store.set_status(
+        distribution_id, DistributionStatus.PAUSED, "paused by a person", only_from=[DistributionStatus.SENDING]
+    )
+    if not paused:
+        current = rt.store.distribution(distribution_id).status
+        raise ScheduleError(
+            f"distribution {distribution_id} is {current.value}; only a scheduled or sending one can be held"
+        )
+    done = "held" if held else "paused"
+    console.print(f"distribution {distribution_id} {done}; `pipeline release {distribution_id}` lets it go on")
 
 
 @cli.command("release")

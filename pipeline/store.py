@@ -538,13 +538,18 @@ class Store:
         return DistributionStatus(status)
 
     def distributions(
-        self, statuses: Iterable[DistributionStatus] | None = None, due_before: datetime | None = None
+        self,
+        statuses: Iterable[DistributionStatus] | None = None,
+        due_before: datetime | None = None,
+        due_after: datetime | None = None,
     ) -> list[Distribution]:
         query = self._distribution_query().order_by(distributions.c.due_at, distributions.c.id)
         if statuses is not None:
             query = query.where(distributions.c.status.in_([s.value for s in statuses]))
         if due_before is not None:
             query = query.where(distributions.c.due_at <= due_before)
+        if due_after is not None:
+            query = query.where(distributions.c.due_at >= due_after)
         with self.engine.begin() as db:
             rows = db.execute(query).all()
             counts = self._counts(db, [r.id for r in rows])
