@@ -349,19 +349,27 @@ def contacts_forget(state: State, email: str, yes: bool) -> None:
     help="'now', ISO time with offset, or local time (default: the embargo or date, or now).",
 )
 @click.option("--tz", "tz", metavar="ZONE", help="Time zone for a local --at (default: config timezone).")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="An embargoed preview: before the embargo (default: now), only to the audience's contacts marked "
+    "embargo_trusted, with the embargo in the subject and a banner.",
+)
 @pass_state
-def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, tz: str | None) -> None:
+def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, tz: str | None, preview: bool) -> None:
     """Parse, store and schedule a distribution of one release. Prints the distribution id."""
     rt = state.runtime
     zone, zone_name = zone_or_default(tz, rt.settings)
     release = parse_release(file, zone)
     now = rt.clock()
-    when = parse_when(at, zone, now) if at else default_due(release, zone, now)
-    dist_id, _ = queue_release(rt.store, rt.settings, release, audiences, when, zone_name)
+    when = parse_when(at, zone, now) if at else (now if preview else default_due(release, zone, now))
+    dist_id, _ = queue_release(rt.store, rt.settings, release, audiences, when, zone_name, preview=preview)
     assert dist_id is not None
-    count = len(select(rt.store.contacts(), rt.settings, audiences))
+    chosen = select(rt.store.contacts(), rt.settings, audiences)
+    count = len([c for c in chosen if c.embargo_trusted]) if preview else len(chosen)
+    what = "an embargoed preview of " if preview else ""
     err.print(
-        f"queued {release.title!r} to {', '.join(audiences)} ({count} contacts) for "
+        f"queued {what}{release.title!r} to {', '.join(audiences)} ({count} contacts) for "
         f"{when.astimezone(zone):%Y-%m-%d %H:%M %Z}",
         highlight=False,
     )

@@ -13,6 +13,7 @@ from pipeline.errors import PipelineError, ScheduleError
 from pipeline.models import DistributionStatus, Release
 from pipeline.parse import parse_release, release_files
 from pipeline.parse.dates import localize, zone_named
+from pipeline.send import PREVIEW_CHANNEL
 from pipeline.store import Store, auto_distribution, reschedule
 
 
@@ -50,11 +51,14 @@ def queue_release(
     when: datetime,
     zone_name: str,
     origin: str | None = None,
+    preview: bool = False,
 ) -> tuple[int | None, bool]:
     """Store the release and schedule one distribution. Returns (distribution id or None, rescheduled).
 
     Refuses unknown audiences and any time before the embargo. With an `origin` (automatic queueing) a
-    second call adds nothing, but moves a not-yet-started distribution whose time changed."""
+    second call adds nothing, but moves a not-yet-started distribution whose time changed. A `preview` is
+    the opposite: an embargoed preview, due before the embargo, to the audience's embargo-trusted contacts
+    only, stating the embargo in its subject and body."""
     if release.translation_of:
         raise ScheduleError(
             f"{release.source or 'this document'} is a translation of {release.translation_of!r}: queue the "
@@ -64,6 +68,14 @@ def queue_release(
         raise ScheduleError("no audience given (use --to AUDIENCE, or `audiences:` in the front matter)")
     for name in audiences:
         contact_rules.audience(settings, name)
+    if preview:
+        if release.embargo is None or when >= release.embargo:
+            raise ScheduleError(
+                "an embargoed preview must go out before the release's embargo"
+                + ("" if release.embargo else ", and this release has no embargo")
+            )
+        release_id, _ = store.save_release(release)
+        return store.create_distribution(release_id, audiences, when, zone_name, channel=PREVIEW_CHANNEL), False
     if release.embargo and when < release.embargo:
         raise ScheduleError(
             f"send time {when.isoformat()} is before the embargo ({release.embargo.isoformat()}); "

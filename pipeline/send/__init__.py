@@ -35,6 +35,7 @@ from pipeline.store import ClaimedDelivery, Store, address_hash
 from pipeline.unsubscribe import UnsubscribeLinks
 
 CHANNEL = "email"
+PREVIEW_CHANNEL = "email-preview"  # embargoed previews: a ledger of their own, so the release itself still goes
 MAX_ATTEMPTS = 10  # claims of one delivery the provider keeps deferring before it counts as failed
 LONGEST_WAIT = 300.0  # seconds; a provider asking for a longer pause is left to a later sweep
 
@@ -143,7 +144,14 @@ class Dispatcher:
         now = self.clock()
         stored = self.store.release(dist.release_id)
         embargo = stored.release.embargo
-        if embargo is not None and now < embargo:
+        preview = dist.channel == PREVIEW_CHANNEL
+        if preview and (embargo is None or now >= embargo):
+            note = "held: the embargo has lifted, so this would no longer be a preview; send the release instead"
+            live = [DistributionStatus.SCHEDULED, DistributionStatus.SENDING]
+            self.store.set_status(dist.id, DistributionStatus.HELD, note, only_from=live)
+            report.status, report.waiting = DistributionStatus.HELD, note
+            return report
+        if embargo is not None and now < embargo and not preview:
             report.waiting = f"embargoed until {embargo.isoformat()}"
             return report
         if now < dist.due_at:
@@ -162,12 +170,12 @@ class Dispatcher:
             report.recipients = self._snapshot(dist)
             self.store.set_status(dist.id, DistributionStatus.SENDING, only_from=[DistributionStatus.SCHEDULED])
         versions = self.store.versions(dist.release_id)
-        for version in {dist.release_id, *versions.values()}:  # every language version becomes public
+        for version in {dist.release_id, *versions.values()} if not preview else ():  # nothing public in a preview
             report.published |= self.store.mark_published(version, max(now, embargo or now))
 
         def render(release_id: int) -> EmailRendition:
             chosen = stored if release_id == dist.release_id else self.store.release(release_id)
-            return self.renderer.email(chosen.release, chosen.slug)
+            return self.renderer.email(chosen.release, chosen.slug, embargoed_preview=preview)
 
         dead = [w for w in self.store.claim_holders() if w != self.worker and not worker_alive(w)]
         self.store.expire_leases(now, resend_in_flight=self.transport.idempotent, dead_workers=dead)
@@ -330,11 +338,17 @@ class Dispatcher:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
         versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
         opted_out = self.store.opted_out(self._categories(dist.release_id, versions))
-        if not opted_out and any(contact_rules.is_everyone(f) for f in filters):  # no need to test every contact
-            return self.store.snapshot_everyone(dist.id, dist.release_id, CHANNEL, versions=versions)
+        preview = dist.channel == PREVIEW_CHANNEL
+        if not preview and not opted_out and any(contact_rules.is_everyone(f) for f in filters):
+            return self.store.snapshot_everyone(dist.id, dist.release_id, dist.channel, versions=versions)
         chosen = contact_rules.select(self.store.contacts(), self.settings, dist.audiences)
-        people = ((c.email, c.name, c.language) for c in chosen if address_hash(c.email) not in opted_out)
-        return self.store.snapshot(dist.id, dist.release_id, CHANNEL, people, versions=versions)
+        people = (
+            (c.email, c.name, c.language)
+            for c in chosen
+            # An embargoed preview goes only to people marked for them, whatever the audience says.
+            if address_hash(c.email) not in opted_out and (c.embargo_trusted or not preview)
+        )
+        return self.store.snapshot(dist.id, dist.release_id, dist.channel, people, versions=versions)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
