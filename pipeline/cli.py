@@ -800,7 +800,12 @@ def run(state: State, once: bool) -> None:
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         err.print("scheduler running; Ctrl-C to stop", highlight=False)
         try:
-            worker.run_forever(on_start=lambda first: _summary(rt, first, imported))
+            worker.run_forever(
+                on_start=lambda first: _summary(rt, first, imported),
+                on_standby=lambda holder: err.print(
+                    f"standing by: {holder} is scheduling; this process takes over if it stops", highlight=False
+                ),
+            )
         except KeyboardInterrupt:
             worker.stop()
 

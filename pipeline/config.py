@@ -169,6 +169,8 @@ class AudienceSettings(_Section):
 class ScheduleSettings(_Section):
     max_lateness: Duration = timedelta(hours=2)
     sweep_interval: Duration = timedelta(minutes=1)
+    # The scheduling process renews its lease every third of this; a standby takes over once it runs out.
+    leader_lease: Duration = timedelta(seconds=60)
 
 
 class SendSettings(_Section):

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,12 +21,13 @@ from pipeline.errors import PipelineError
 from pipeline.intake import IntakeReport, intake_folder
 from pipeline.models import DistributionStatus
 from pipeline.runtime import Runtime
-from pipeline.send import DispatchReport
+from pipeline.send import DispatchReport, worker_id
 from pipeline.site import SiteReport, build_site
 
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
+SCHEDULER_LEASE = "scheduler"  # held by the one process that schedules
 SWEEP_JOB = "sweep"
 
 _active: Worker | None = None  # the worker whose scheduler fires jobs in this process
@@ -60,6 +61,8 @@ class Worker:
         self._lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
+        self.leading = False  # whether this worker holds the scheduler lease now
+        self.holder = worker_id()  # how the scheduler lease names this worker
 
     def due(self, now: datetime) -> list[int]:
         due = self.rt.store.distributions([DistributionStatus.SCHEDULED, DistributionStatus.SENDING], now)
@@ -124,8 +127,33 @@ class Worker:
         """Ask run_forever to return (from a signal handler or another thread)."""
         self._stop.set()
 
-    def run_forever(self, on_start: Callable[[SweepReport], None] | None = None) -> None:
-        """Sweep now, then keep firing timers and sweeping until interrupted."""
+    def run_forever(
+        self,
+        on_start: Callable[[SweepReport], None] | None = None,
+        on_standby: Callable[[str], None] | None = None,
+    ) -> None:
+        """Schedule while this process holds the scheduler lease; otherwise stand by and take over when the
+        holder stops renewing it (it died, or was stopped). Returns when stopped."""
+        lease = self.rt.settings.schedule.leader_lease
+        me = self.holder
+        try:
+            while not self._stop.is_set():
+                if self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
+                    self.leading = True
+                    self._lead(me, lease, on_start)
+                    self.leading = False
+                    on_start = None
+                    continue
+                if on_standby:
+                    on_standby(self.rt.store.lease_holder(SCHEDULER_LEASE, self.rt.clock()) or "another process")
+                    on_standby = None  # said once
+                self._stop.wait(lease.total_seconds() / 3)
+        finally:
+            self.rt.store.give_up_lease(SCHEDULER_LEASE, me)
+
+    def _lead(self, me: str, lease: timedelta, on_start: Callable[[SweepReport], None] | None) -> None:
+        """Sweep now, then keep firing timers and sweeping, renewing the lease, until stopped or the lease is
+        lost (then another process schedules, and this one goes back to standing by)."""
         global _active
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.rt.store.engine, tablename=JOB_TABLE)},
@@ -144,9 +172,13 @@ class Worker:
             if on_start:
                 on_start(first)
             scheduler.resume()
-            self._stop.wait()
+            while not self._stop.wait(lease.total_seconds() / 3):
+                if not self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
+                    log.warning("the scheduler lease was taken over; standing by")
+                    break
         finally:
-            _active = None
+            if _active is self:
+                _active = None
             self._scheduler = None
             if scheduler.running:
                 scheduler.shutdown(wait=True)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,14 @@ category_optouts = sa.Table(
     sa.Column("category", sa.String(200), nullable=False),  # casefolded
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("address_hash", "category", name="uq_category_optout"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 feed_sources = sa.Table(
@@ -938,6 +946,38 @@ class Store:
                     ),
                     singles,
                 )
+
+    def take_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease `name` until now + ttl. True when `holder` has it: it was free, expired,
+        or already theirs. Atomic: of two processes trying at once, one gets it."""
+        until = now + ttl
+        with self.engine.begin() as db:
+            taken = db.execute(
+                leases.update()
+                .where(leases.c.name == name, sa.or_(leases.c.holder == holder, leases.c.expires_at < now))
+                .values(holder=holder, expires_at=until)
+            ).rowcount
+            if taken:
+                return True
+            if db.execute(sa.select(leases.c.name).where(leases.c.name == name)).first() is not None:
+                return False
+            db.execute(
+                _insert_ignoring_duplicates(self.engine, leases, ["name"]).values(
+                    name=name, holder=holder, expires_at=until
+                )
+            )
+            held_by = db.execute(sa.select(leases.c.holder).where(leases.c.name == name)).scalar_one()
+        return bool(held_by == holder)
+
+    def lease_holder(self, name: str, now: datetime) -> str | None:
+        """Who holds `name` now (None when nobody, or the last holder's lease ran out)."""
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(leases).where(leases.c.name == name)).first()
+        return str(row.holder) if row is not None and row.expires_at >= now else None
+
+    def give_up_lease(self, name: str, holder: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
 
     def claim_holders(self) -> set[str]:
         """Workers that hold claimed or in-flight deliveries."""

@@ -25,7 +25,7 @@ def test_migrations_are_idempotent_and_newer_databases_refused(tmp_path: Path) -
     _store(tmp_path).close()
     store = _store(tmp_path)  # second open: nothing to do
     with store.engine.begin() as db:
-        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0008"
         db.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     store.close()
     with pytest.raises(StoreError, match="newer than this version"):
@@ -48,7 +48,7 @@ def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
     store = Store.open(url)
     try:
         with store.engine.begin() as db:
-            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
+            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0008"
         store.record_feed_entry("https://partner.example.com/feed", "guid-1", "0" * 64, None, NOW)
         assert store.seen_feed_entries("https://partner.example.com/feed") == {"guid-1": "0" * 64}
     finally:
