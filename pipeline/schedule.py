@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError
 from pipeline.intake import IntakeReport, intake_folder
 from pipeline.models import DistributionStatus
 from pipeline.runtime import Runtime
-from pipeline.send import DispatchReport, worker_id
+from pipeline.send import DispatchReport, worker_alive, worker_id
 from pipeline.site import SiteReport, build_site
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,10 @@ class Worker:
         me = self.holder
         try:
             while not self._stop.is_set():
-                if self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
+                now = self.rt.clock()
+                holder = self.rt.store.lease_holder(SCHEDULER_LEASE, now)
+                dead = holder if holder and holder != me and not worker_alive(holder) else None
+                if self.rt.store.take_lease(SCHEDULER_LEASE, me, now, lease, dead_holder=dead):
                     self.leading = True
                     self._lead(me, lease, on_start)
                     self.leading = False
@@ -166,16 +169,25 @@ class Worker:
         scheduler.add_job(
             "pipeline.schedule:fire_sweep", "interval", seconds=interval, id=SWEEP_JOB, replace_existing=True
         )
+        lost = threading.Event()
+
+        def renew() -> None:  # a thread of its own, so a long sweep never lets the lease lapse
+            while not self._stop.wait(lease.total_seconds() / 3):
+                if not self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
+                    log.warning("the scheduler lease was taken over; standing by")
+                    lost.set()
+                    return
+
+        heartbeat = threading.Thread(target=renew, name="scheduler-lease", daemon=True)
+        heartbeat.start()
         try:
             scheduler.start(paused=True)
             first = self.sweep()
             if on_start:
                 on_start(first)
             scheduler.resume()
-            while not self._stop.wait(lease.total_seconds() / 3):
-                if not self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
-                    log.warning("the scheduler lease was taken over; standing by")
-                    break
+            while not self._stop.is_set() and not lost.wait(0.2):
+                pass
         finally:
             if _active is self:
                 _active = None

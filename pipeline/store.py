@@ -947,14 +947,18 @@ class Store:
                     singles,
                 )
 
-    def take_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    def take_lease(self, name: str, holder: str, now: datetime, ttl: timedelta, dead_holder: str | None = None) -> bool:
         """Take or renew the lease `name` until now + ttl. True when `holder` has it: it was free, expired,
-        or already theirs. Atomic: of two processes trying at once, one gets it."""
+        already theirs, or held by `dead_holder` (known to have died). Atomic: of two processes trying at
+        once, one gets it."""
         until = now + ttl
+        mine_or_free = [leases.c.holder == holder, leases.c.expires_at < now]
+        if dead_holder:
+            mine_or_free.append(leases.c.holder == dead_holder)
         with self.engine.begin() as db:
             taken = db.execute(
                 leases.update()
-                .where(leases.c.name == name, sa.or_(leases.c.holder == holder, leases.c.expires_at < now))
+                .where(leases.c.name == name, sa.or_(*mine_or_free))
                 .values(holder=holder, expires_at=until)
             ).rowcount
             if taken:
