@@ -837,6 +837,10 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
             "distributions queued",
             str(len(intake.queued)) + (f" ({intake.rescheduled} rescheduled)" if intake.rescheduled else ""),
         )
+    if sweep.feeds:
+        new = sum(1 for f in sweep.feeds for e in f.entries if e.state == "new")
+        queued = sum(1 for f in sweep.feeds for e in f.entries if e.distribution_id is not None)
+        table.add_row("partner feeds", f"{len(sweep.feeds)} checked, {new} new entries, {queued} queued")
     table.add_row("contacts imported", f"{imported[0]} new, {imported[1]} updated")
     table.add_row("distributions sent", str(len(sent)))
     table.add_row(

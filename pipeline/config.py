@@ -139,6 +139,15 @@ class SiteSettings(_Section):
         return value.rstrip("/")
 
 
+class PartnerFeed(_Section):
+    """A partner's RSS/Atom feed that `pipeline run` polls (every `every`) and whose new entries it queues."""
+
+    url: str
+    every: Duration = timedelta(minutes=15)
+    queue_to: tuple[str, ...] = ()
+    max_age_days: int = Field(7, ge=0, description="older entries are stored, not queued; 0: no limit")
+
+
 class ReleasesSettings(_Section):
     dir: Path = Path("releases")
     default_audiences: tuple[str, ...] = ("all",)
@@ -220,6 +229,7 @@ class Settings(_Section):
     send: SendSettings = SendSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     serve: ServeSettings = ServeSettings()
+    partner_feeds: tuple[PartnerFeed, ...] = ()
     tracking: TrackingSettings = TrackingSettings()
 
     @field_validator("timezone")

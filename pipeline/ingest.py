@@ -78,6 +78,7 @@ def ingest_feed(
     report = IngestReport(source=source)
     if fetched.data is None:
         report.not_modified = True
+        store.touch_feed(key, now)
         return report
     feed = read_feed(fetched.data, source, settings.zone)
     report.title, report.problems = feed.title, list(feed.problems)

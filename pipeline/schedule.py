@@ -18,6 +18,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.errors import PipelineError
+from pipeline.ingest import IngestReport, ingest_feed, source_key
 from pipeline.intake import IntakeReport, intake_folder
 from pipeline.models import DistributionStatus
 from pipeline.runtime import Runtime
@@ -46,6 +47,7 @@ def fire_sweep() -> None:
 
 @dataclass
 class SweepReport:
+    feeds: list[IngestReport] = field(default_factory=list)  # partner feeds polled this sweep
     intake: IntakeReport | None = None
     dispatched: list[DispatchReport] = field(default_factory=list)
     site: SiteReport | None = None
@@ -88,13 +90,33 @@ class Worker:
                     report.errors.append(str(exc))
         return report
 
+    def poll_partner_feeds(self, now: datetime) -> tuple[list[IngestReport], list[str]]:
+        """Ingest each configured partner feed whose `every` has passed since it was last checked (the time
+        is kept in the database, so a restart does not poll early or late) and queue its new entries."""
+        reports, errors = [], []
+        for partner in self.rt.settings.partner_feeds:
+            checked = self.rt.store.feed_checked_at(source_key(partner.url))
+            if checked is not None and now - checked < partner.every:
+                continue
+            max_age = timedelta(days=partner.max_age_days) if partner.max_age_days else None
+            try:
+                reports.append(
+                    ingest_feed(self.rt.store, self.rt.settings, partner.url, now, partner.queue_to, max_age)
+                )
+            except PipelineError as exc:
+                errors.append(f"partner feed {exc}")
+        return reports, errors
+
     def sweep(self) -> SweepReport:
-        """Take in the releases folder, dispatch everything due, publish, and arm timers for the rest."""
+        """Poll partner feeds that are due, take in the releases folder, dispatch everything due, publish,
+        and arm timers for the rest."""
         now = self.rt.clock()
+        feeds, feed_errors = self.poll_partner_feeds(now)
         intake_report = intake_folder(self.rt.store, self.rt.settings, now)
         changed = intake_report.corrected + intake_report.updated > 0
         report = self.dispatch_and_publish(self.due(now), rebuild=changed)
         report.intake = intake_report
+        report.feeds, report.errors = feeds, feed_errors + report.errors
         if self._scheduler is not None:
             self._arm_timers()
         return report

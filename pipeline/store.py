@@ -1380,6 +1380,18 @@ class Store:
             db.execute(feed_sources.insert().values(url=url, created_at=now).returning(feed_sources.c.id)).scalar_one()
         )
 
+    def feed_checked_at(self, url: str) -> datetime | None:
+        """When this feed was last read through (or answered "not modified")."""
+        with self.engine.begin() as db:
+            found = db.execute(sa.select(feed_sources.c.fetched_at).where(feed_sources.c.url == url)).first()
+        return found.fetched_at if found is not None else None
+
+    def touch_feed(self, url: str, now: datetime) -> None:
+        """The feed answered "not modified": remember that it was checked."""
+        with self.engine.begin() as db:
+            source_id = self._feed_source_id(db, url, now)
+            db.execute(feed_sources.update().where(feed_sources.c.id == source_id).values(fetched_at=now))
+
     def feed_validators(self, url: str) -> tuple[str | None, str | None]:
         """(ETag, Last-Modified) the server sent on our last complete fetch of this feed."""
         with self.engine.begin() as db:
