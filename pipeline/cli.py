@@ -30,13 +30,14 @@ from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
 from pipeline.message import MessageTemplate
-from pipeline.models import DeliveryStatus, DistributionStatus, Release
+from pipeline.models import OPEN_STATUSES, DeliveryStatus, DistributionStatus, Release
 from pipeline.parse import parse_release
 from pipeline.render import write_preview
 from pipeline.runtime import Runtime
 from pipeline.schedule import SweepReport, Worker
 from pipeline.store import address_hash
 from pipeline.store import reschedule as move_distribution
+from pipeline.tracking import STATUS_RANK
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -492,7 +493,7 @@ def distributions_cmd(
         title_justify="left",
     )
     for d in rows:
-        pending = sum(d.counts.get(s, 0) for s in ("pending", "claimed", "submitting"))
+        pending = sum(d.counts.get(s.value, 0) for s in OPEN_STATUSES)
         table.add_row(
             str(d.id),
             f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]",
@@ -704,7 +705,7 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
         "complained": events.get("complained", 0),
         "unsubscribed": events.get("unsubscribed", 0),
     }
-    sent = sum(n for status, n in dist.counts.items() if status not in _NOT_SENT)
+    sent = sum(n for status, n in dist.counts.items() if DeliveryStatus(status) in STATUS_RANK)  # accepted or on
     base = {"delivered": sent, "bounced": sent, "dropped": sent}
     rates = {k: _rate(v, base.get(k, engagement["delivered"])) for k, v in engagement.items()}
     complaint_rate = _rate(engagement["complained"], engagement["delivered"])
@@ -750,7 +751,6 @@ def report(state: State, distribution_id: int, as_json: bool) -> None:
 
 COMPLAINT_WARNING = 0.001  # Gmail's guidance: stay under 0.1%
 COMPLAINT_CEILING = 0.003  # never reach 0.3%
-_NOT_SENT = {"pending", "claimed", "submitting", "failed", "suppressed", "cancelled", "in_doubt"}
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -227,6 +227,10 @@ class DeliveryStatus(enum.StrEnum):
     CLICKED = "clicked"
 
 
+# Deliveries not yet settled: a distribution with any of these is still sending.
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SUBMITTING)
+
+
 @dataclass(frozen=True, slots=True)
 class Distribution:
     id: int

@@ -28,6 +28,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from pipeline.errors import NotFoundError, ScheduleError, StoreError
 from pipeline.models import (
+    OPEN_STATUSES,
     ConsentBasis,
     Contact,
     DeliveryStatus,
@@ -581,7 +582,7 @@ class Store:
         failed or are in doubt; decided and written in one statement, so a delivery put back in the queue
         at the same moment keeps it sending. Returns the status it has afterwards."""
 
-        def open_or(*statuses: DeliveryStatus) -> sa.Exists:
+        def any_in(*statuses: DeliveryStatus) -> sa.Exists:
             return (
                 sa.select(deliveries.c.id)
                 .where(
@@ -591,8 +592,8 @@ class Store:
                 .exists()
             )
 
-        still_open = open_or(DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SUBMITTING)
-        troubled = open_or(DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT)
+        still_open = any_in(*OPEN_STATUSES)
+        troubled = any_in(DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT)
         with self.engine.begin() as db:
             db.execute(
                 distributions.update()
@@ -1029,13 +1030,7 @@ class Store:
                     .select_from(deliveries)
                     .where(
                         deliveries.c.distribution_id == distribution_id,
-                        deliveries.c.status.in_(
-                            [
-                                DeliveryStatus.PENDING.value,
-                                DeliveryStatus.CLAIMED.value,
-                                DeliveryStatus.SUBMITTING.value,
-                            ]
-                        ),
+                        deliveries.c.status.in_([s.value for s in OPEN_STATUSES]),
                     )
                 ).scalar_one()
             )

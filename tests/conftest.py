@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,14 @@ def run_cli(config: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner(env={"COLUMNS": "200"}).invoke(
         cli, ["--config", str(config), *args], input=input, catch_exceptions=False
     )
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Wait for another thread or process to reach a state (not for time to pass), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 needs_corpus = pytest.mark.skipif(not SEED.exists(), reason="../shared/corpus is not beside the project")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pipeline.config import Settings
 from pipeline.runtime import Runtime
 from pipeline.schedule import SCHEDULER_LEASE, Worker
 from pipeline.store import Store
+from tests.conftest import wait_until
 
 T0 = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(seconds=60)
@@ -34,13 +33,6 @@ def test_one_holder_at_a_time_and_a_lapsed_lease_passes_on(runtime: Runtime) -> 
     assert store.lease_holder("scheduler", later) is None
 
 
-def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def test_a_second_worker_stands_by_and_takes_over(settings: Settings) -> None:
     quick = settings.model_copy(
         update={"schedule": settings.schedule.model_copy(update={"leader_lease": timedelta(seconds=0.3)})}
@@ -54,13 +46,13 @@ def test_a_second_worker_stands_by_and_takes_over(settings: Settings) -> None:
         threading.Thread(target=lambda: second.run_forever(on_standby=standby.append), daemon=True),
     ]
     threads[0].start()
-    _until(lambda: first.leading)
+    wait_until(lambda: first.leading, 10, "the first worker to lead")
     threads[1].start()
-    _until(lambda: standby == ["host-a:1"])
+    wait_until(lambda: standby == ["host-a:1"], 10, "the second to stand by")
     assert not second.leading  # only one schedules
     first.stop()
     threads[0].join(5)
-    _until(lambda: second.leading)  # the standby takes over within a third of the lease
+    wait_until(lambda: second.leading, 10, "the takeover")  # the standby takes over within a third of the lease
     assert second_rt.store.lease_holder(SCHEDULER_LEASE, datetime.now(UTC)) == "host-b:2"
     second.stop()
     threads[1].join(5)

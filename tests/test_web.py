@@ -25,6 +25,7 @@ from pipeline.models import DeliveryStatus, DistributionStatus
 from pipeline.runtime import Runtime
 from pipeline.store import address_hash, events
 from pipeline.web import create_app
+from tests.conftest import wait_until
 from tests.transport_rig import queue_to_all, with_send
 from tools.fake_smtp import free_port
 
@@ -79,10 +80,7 @@ def _serve(runtime: Runtime) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
+    wait_until(lambda: server.started, 10, "the app to listen")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

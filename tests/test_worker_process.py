@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from pipeline.config import load_settings
 from pipeline.models import DeliveryStatus
 from pipeline.runtime import Runtime
 from pipeline.schedule import SCHEDULER_LEASE
-from tests.conftest import CONFIG, run_cli, write_project
+from tests.conftest import CONFIG, run_cli, wait_until, write_project
 
 RELEASE = """\
 ---
@@ -25,13 +24,6 @@ date: 2026-03-03
 ---
 SPRINGFIELD, Ontario — Acme Instruments opened its labs to students today.
 """
-
-
-def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _worker(config: Path) -> subprocess.Popen[bytes]:
@@ -61,16 +53,16 @@ def test_a_worker_killed_before_the_time_and_restarted_after_sends_exactly_once(
     runtime = Runtime.open(settings)
 
     first = _worker(config)
-    _until(lambda: runtime.store.lease_holder(SCHEDULER_LEASE, datetime.now(UTC)) is not None, 20, "the worker")
+    wait_until(lambda: runtime.store.lease_holder(SCHEDULER_LEASE, datetime.now(UTC)) is not None, 20, "the worker")
     assert datetime.now(UTC) < due - timedelta(seconds=1), "the worker took too long to start for this test"
     first.send_signal(signal.SIGKILL)  # before the due time, holding the lease and an APScheduler timer
     first.wait()
     assert list(settings.outbox_dir.rglob("*.eml")) == []
 
-    _until(lambda: datetime.now(UTC) > due + timedelta(seconds=1), 15, "the due time to pass")
+    wait_until(lambda: datetime.now(UTC) > due + timedelta(seconds=1), 15, "the due time to pass")
     second = _worker(config)
     try:
-        _until(lambda: len(list(settings.outbox_dir.rglob("*.eml"))) >= 4, 30, "the restarted worker to send")
+        wait_until(lambda: len(list(settings.outbox_dir.rglob("*.eml"))) >= 4, 30, "the restarted worker to send")
         time.sleep(1.5)  # let its next sweeps run: they must find nothing more to send
     finally:
         second.send_signal(signal.SIGTERM)
