@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from itsdangerous.signer import HMACAlgorithm
 
 from pipeline.models import Recipient
+from pipeline.store import address_hash
 
 _SALT = "pipeline.unsubscribe.v2"
 _V1_SALT = "pipeline.unsubscribe.v1"  # earlier links: the address itself, serialised; still honoured
@@ -31,10 +32,6 @@ _V1_SALT = "pipeline.unsubscribe.v1"  # earlier links: the address itself, seria
 def key_id(secret: str) -> str:
     """A short, stable, non-secret name for a secret."""
     return hashlib.sha256(f"kid:{secret}".encode()).hexdigest()[:8]
-
-
-def address_digest(address: str) -> bytes:
-    return hashlib.sha256(address.strip().lower().encode()).digest()
 
 
 class _OneShotHMAC(HMACAlgorithm):
@@ -73,7 +70,7 @@ class UnsubscribeLinks:
         self._v1 = URLSafeSerializer(list(secrets), salt=_V1_SALT)
 
     def token(self, address: str) -> str:
-        payload = base64.urlsafe_b64encode(address_digest(address)).rstrip(b"=")
+        payload = base64.urlsafe_b64encode(bytes.fromhex(address_hash(address))).rstrip(b"=")
         return f"{self._kid}.{self._signer.sign(payload).decode()}"
 
     def url(self, address: str) -> str:
@@ -117,4 +114,4 @@ class UnsubscribeLinks:
             address = self._v1.loads(token)
         except BadSignature:
             return None
-        return address_digest(address).hex() if isinstance(address, str) else None
+        return address_hash(address) if isinstance(address, str) else None
