@@ -157,6 +157,8 @@ class Dispatcher:
         if now < dist.due_at:
             report.waiting = f"due at {dist.due_at.isoformat()}"
             return report
+        versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
+        categories = self._categories(dist.release_id, versions)
         if dist.status is DistributionStatus.SCHEDULED:
             lateness = now - max(dist.due_at, embargo or dist.due_at)  # late relative to when it could first go
             if lateness > self.settings.schedule.max_lateness:
@@ -167,9 +169,8 @@ class Dispatcher:
                 self.store.set_status(dist.id, DistributionStatus.HELD, note, only_from=[DistributionStatus.SCHEDULED])
                 report.status, report.waiting = DistributionStatus.HELD, note
                 return report
-            report.recipients = self._snapshot(dist)
+            report.recipients = self._snapshot(dist, versions, categories)
             self.store.set_status(dist.id, DistributionStatus.SENDING, only_from=[DistributionStatus.SCHEDULED])
-        versions = self.store.versions(dist.release_id)
         for version in {dist.release_id, *versions.values()} if not preview else ():  # nothing public in a preview
             report.published |= self.store.mark_published(version, max(now, embargo or now))
 
@@ -182,7 +183,7 @@ class Dispatcher:
         run = _Run(
             dist_id=dist.id,
             render=render,
-            categories=self._categories(dist.release_id, versions),
+            categories=categories,
             report=report,
             total=self.store.open_count(dist.id),
             batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
@@ -334,10 +335,9 @@ class Dispatcher:
             found |= dict.fromkeys(self.store.release(version).release.categories)
         return tuple(found)
 
-    def _snapshot(self, dist: Distribution) -> int:
+    def _snapshot(self, dist: Distribution, versions: dict[str, int], categories: tuple[str, ...]) -> int:
         filters = [contact_rules.audience(self.settings, name) for name in dist.audiences]
-        versions = self.store.versions(dist.release_id)  # each contact gets the version in their language
-        opted_out = self.store.opted_out(self._categories(dist.release_id, versions))
+        opted_out = self.store.opted_out(categories)
         preview = dist.channel == PREVIEW_CHANNEL
         if not preview and not opted_out and any(contact_rules.is_everyone(f) for f in filters):
             return self.store.snapshot_everyone(dist.id, dist.release_id, dist.channel, versions=versions)
