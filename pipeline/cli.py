@@ -25,6 +25,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, config_path, load_settings
 from pipeline.contacts import Rejected, read_contacts, select, write_contacts
+from pipeline.digest import next_fire
 from pipeline.errors import PipelineError, ScheduleError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
@@ -509,6 +510,34 @@ def distributions_cmd(
     console.print(table)
 
 
+@cli.command("digests")
+@pass_state
+def digests_cmd(state: State) -> None:
+    """The recurring digests in config.yaml: when each goes next, to whom, and what its last periods did."""
+    rt = state.runtime
+    table = Table("name", "cron", "zone", "to", "next", "last periods", title="digests", title_justify="left")
+    now = rt.clock()
+    for digest in rt.settings.digests:
+        zone = digest.timezone or rt.settings.timezone
+        upcoming = next_fire(digest, rt.settings, now)
+        history = [
+            f"{_local(end, zone)}: " + (f"{count} release(s), distribution {dist}" if dist else "skipped, nothing new")
+            for end, count, dist in rt.store.digest_history(digest.name, limit=3)
+        ]
+        table.add_row(
+            digest.name,
+            digest.cron,
+            zone,
+            ", ".join(digest.to),
+            _local(upcoming, zone) if upcoming else "—",
+            "\n".join(history) or "none yet",
+        )
+    if not rt.settings.digests:
+        console.print("No digests in config.yaml (see README, 'Recurring digests').")
+        return
+    console.print(table)
+
+
 @cli.command()
 @click.argument("distribution_id", metavar="ID", type=int)
 @pass_state
@@ -841,6 +870,10 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
         new = sum(1 for f in sweep.feeds for e in f.entries if e.state == "new")
         queued = sum(1 for f in sweep.feeds for e in f.entries if e.distribution_id is not None)
         table.add_row("partner feeds", f"{len(sweep.feeds)} checked, {new} new entries, {queued} queued")
+    if sweep.embargoes_lifted:
+        table.add_row("embargoes lifted", f"{len(sweep.embargoes_lifted)} release(s) now public")
+    for digest in sweep.digests:
+        table.add_row("digest", digest.describe())
     table.add_row("contacts imported", f"{imported[0]} new, {imported[1]} updated")
     table.add_row("distributions sent", str(len(sent)))
     table.add_row(

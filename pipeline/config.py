@@ -15,8 +15,17 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 
@@ -44,6 +53,14 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'America/Toronto')") from exc
+    return value
 
 
 class _Section(BaseModel):
@@ -148,6 +165,33 @@ class PartnerFeed(_Section):
     max_age_days: int = Field(7, ge=0, description="older entries are stored, not queued; 0: no limit")
 
 
+class DigestSettings(_Section):
+    """A recurring digest: at each time `cron` names (in `timezone`), one email to the audiences in `to` listing
+    the releases published since the previous digest of the same name; skipped when there is nothing new."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="lower-case letters, digits and -")
+    cron: str = Field(description="five fields: minute hour day-of-month month day-of-week, e.g. '0 8 * * mon'")
+    timezone: str | None = None  # default: the top-level timezone
+    to: tuple[str, ...] = ("all",)
+    subject: str | None = None  # a Jinja2 expression template; default in render.DIGEST_SUBJECT
+    html_template: str = "digest.html"
+    text_template: str = "digest.txt"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc}); e.g. '0 8 * * mon' for Mondays at 08:00") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _known_zone(value)
+
+
 class ReleasesSettings(_Section):
     dir: Path = Path("releases")
     default_audiences: tuple[str, ...] = ("all",)
@@ -230,16 +274,32 @@ class Settings(_Section):
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     serve: ServeSettings = ServeSettings()
     partner_feeds: tuple[PartnerFeed, ...] = ()
+    digests: tuple[DigestSettings, ...] = ()
     tracking: TrackingSettings = TrackingSettings()
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'America/Toronto')") from exc
-        return value
+        return _known_zone(value)
+
+    @model_validator(mode="after")
+    def _known_audiences(self) -> Settings:
+        """Audiences named by digests and partner feeds must exist, or they would fail only when due."""
+        named = [(f"digests.{i}.to", d.to) for i, d in enumerate(self.digests)]
+        named += [(f"partner_feeds.{i}.queue_to", f.queue_to) for i, f in enumerate(self.partner_feeds)]
+        for key, names in named:
+            unknown = [n for n in names if n not in self.audiences]
+            if unknown:
+                raise ValueError(
+                    f"{key}: unknown audience {', '.join(map(repr, unknown))} (known: {', '.join(self.audiences)})"
+                )
+        seen = [d.name for d in self.digests]
+        if len(set(seen)) != len(seen):
+            raise ValueError("digests: two digests have the same name")
+        return self
+
+    def digest(self, name: str) -> DigestSettings | None:
+        return next((d for d in self.digests if d.name == name), None)
 
     @field_validator("database")
     @classmethod
@@ -366,6 +426,10 @@ def load_settings(path: Path) -> Settings:
         if error["type"] == "missing":
             message = "required key is missing"
         message = re.sub(r"^Value error, ", "", message)
+        named = re.match(r"^([a-z_]+(?:\.[\w-]+)+): (.*)$", message, re.DOTALL) if not loc else None
+        if named:  # a check across keys names the key it is about
+            key, message = named.group(1), named.group(2)
+            loc = tuple(key.split("."))
         raise ConfigError(message, path=path, key=key, line=_line_of(tree, loc)) from exc
 
 
@@ -373,6 +437,10 @@ def _line_of(node: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
     """The 1-based line of the deepest key of `loc` found in the YAML node tree."""
     line = None
     for part in loc:
+        if isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         for key_node, value_node in node.value:

@@ -10,10 +10,9 @@ from pathlib import Path
 from pipeline import contacts as contact_rules
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, ScheduleError
-from pipeline.models import DistributionStatus, Release
+from pipeline.models import PREVIEW_CHANNEL, DistributionStatus, Release
 from pipeline.parse import parse_release, release_files
 from pipeline.parse.dates import localize, zone_named
-from pipeline.send import PREVIEW_CHANNEL
 from pipeline.store import Store, auto_distribution, reschedule
 
 

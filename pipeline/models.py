@@ -227,6 +227,11 @@ class DeliveryStatus(enum.StrEnum):
     CLICKED = "clicked"
 
 
+# Ledger channels: each keeps its own "once per recipient" (deliveries are unique on release, channel, address).
+EMAIL_CHANNEL = "email"
+PREVIEW_CHANNEL = "email-preview"  # embargoed previews, so the release itself still goes to the same people
+DIGEST_CHANNEL = "digest"  # recurring digests; each digest is its own (never published) release row
+
 # Deliveries not yet settled: a distribution with any of these is still sending.
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SUBMITTING)
 

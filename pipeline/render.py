@@ -19,12 +19,14 @@ import css_inline
 import jinja2
 from markupsafe import Markup, escape
 
-from pipeline.config import Settings
+from pipeline.config import DigestSettings, Settings
 from pipeline.errors import TemplateError
 from pipeline.models import Release, slugify
+from pipeline.store import DigestIssue
 
 UNSUBSCRIBE_MARK = "%unsubscribe_url%"
 NAME_MARK = "%recipient_name%"  # templates may greet the recipient; replaced per recipient, empty if unknown
+DIGEST_SUBJECT = "{{ site_title }}: {{ count }} new release{{ '' if count == 1 else 's' }}"
 MAX_EMAIL_HTML = 90 * 1024  # bytes after inlining; Gmail clips messages at about 102 KB
 
 _CHROME = {
@@ -177,8 +179,8 @@ class Renderer:
         )
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
-    def _local(self, value: datetime, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
-        return value.astimezone(ZoneInfo(self.settings.timezone)).strftime(fmt)
+    def _local(self, value: datetime, fmt: str = "%Y-%m-%d %H:%M %Z", zone: str | None = None) -> str:
+        return value.astimezone(ZoneInfo(zone or self.settings.timezone)).strftime(fmt)
 
     def render(self, name: str, **context: Any) -> str:
         try:
@@ -262,6 +264,59 @@ class Renderer:
         if not best:
             raise TemplateError("email.html", f"the email stays over {MAX_EMAIL_HTML // 1024} KB even without its body")
         return best
+
+    def digest_context(self, issue: DigestIssue, digest: DigestSettings) -> dict[str, Any]:
+        """What digest templates and the subject see: the period, in the digest's zone, and each release listed."""
+        items = [
+            {
+                "release": item.release,
+                "slug": item.slug,
+                "title": subject_line(item.release),
+                "url": self.page_url(item.slug),
+                "summary": summary(item.release),
+                "published_at": item.published_at,
+            }
+            for item in issue.items
+        ]
+        return {
+            "digest_name": issue.name,
+            "items": items,
+            "count": len(items),
+            "period_start": issue.period_start,
+            "period_end": issue.period_end,
+            "zone": digest.timezone or self.settings.timezone,
+            "t": chrome("en"),
+            "lang": "en",
+        }
+
+    def digest_subject(self, issue: DigestIssue, digest: DigestSettings) -> str:
+        source = digest.subject or DIGEST_SUBJECT
+        try:
+            text = self.env.from_string("{% autoescape false %}" + source + "{% endautoescape %}").render(
+                **self.digest_context(issue, digest)
+            )
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"digests {digest.name}: subject", str(exc)) from exc
+        return re.sub(r"\s+", " ", text).strip()[:250]
+
+    def digest_email(self, issue: DigestIssue, digest: DigestSettings) -> EmailRendition:
+        """A digest email, rendered once for all its recipients, with the digest's own templates."""
+        context = self.digest_context(issue, digest) | {
+            "subject": self.digest_subject(issue, digest),
+            "unsubscribe_url": UNSUBSCRIBE_MARK,
+            "recipient_name": NAME_MARK,
+        }
+        sender = self.settings.sender
+        return EmailRendition(
+            subject=context["subject"],
+            html=self._inliner.inline(self.render(digest.html_template, **context)),
+            text=self.render(digest.text_template, **context),
+            from_address=sender.from_address,
+            from_name=sender.name or self.settings.organization.name,
+            reply_to=sender.reply_to,
+            unsubscribe_mailto=self.settings.unsubscribe.mailto,
+            release_slug=f"digest-{issue.name}-{issue.period_end:%Y%m%dt%H%Mz}",
+        )
 
     def labels(self, language: str | None) -> dict[str, str]:
         return chrome(language)

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline.digest import DigestRun, make_due_digests, next_fire
 from pipeline.errors import PipelineError
 from pipeline.ingest import IngestReport, ingest_feed, source_key
 from pipeline.intake import IntakeReport, intake_folder
-from pipeline.models import DistributionStatus
+from pipeline.models import EMAIL_CHANNEL, DistributionStatus
 from pipeline.runtime import Runtime
 from pipeline.send import DispatchReport, worker_alive, worker_id
 from pipeline.site import SiteReport, build_site
@@ -49,6 +50,8 @@ def fire_sweep() -> None:
 class SweepReport:
     feeds: list[IngestReport] = field(default_factory=list)  # partner feeds polled this sweep
     intake: IntakeReport | None = None
+    digests: list[DigestRun] = field(default_factory=list)  # periods recorded this sweep (sent or skipped)
+    embargoes_lifted: list[int] = field(default_factory=list)  # releases made public by their embargo lifting
     dispatched: list[DispatchReport] = field(default_factory=list)
     site: SiteReport | None = None
     errors: list[str] = field(default_factory=list)
@@ -60,7 +63,7 @@ class Worker:
     ) -> None:
         self.rt = runtime
         self.progress = progress
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one sweep or timer at a time in this process
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self.leading = False  # whether this worker holds the scheduler lease now
@@ -107,23 +110,60 @@ class Worker:
                 errors.append(f"partner feed {exc}")
         return reports, errors
 
+    def publish_lifted_embargoes(self, now: datetime) -> list[int]:
+        """Make public the queued releases whose embargo has lifted, even when their email is due later: the
+        newsroom and feeds show a release from its embargo. Not when the embargo lifted longer ago than
+        `schedule.max_lateness` (the worker was down): then the release waits for its held distribution, and
+        the person who releases it, like the email does."""
+        lifted = []
+        for release_id, embargo in self.rt.store.awaiting_embargo([EMAIL_CHANNEL]).items():
+            if embargo <= now and now - embargo <= self.rt.settings.schedule.max_lateness:
+                for version in {release_id, *self.rt.store.versions(release_id).values()}:
+                    if self.rt.store.mark_published(version, now):
+                        lifted.append(version)
+        return lifted
+
     def sweep(self) -> SweepReport:
-        """Poll partner feeds that are due, take in the releases folder, dispatch everything due, publish,
-        and arm timers for the rest."""
-        now = self.rt.clock()
-        feeds, feed_errors = self.poll_partner_feeds(now)
-        intake_report = intake_folder(self.rt.store, self.rt.settings, now)
-        changed = intake_report.corrected + intake_report.updated > 0
-        report = self.dispatch_and_publish(self.due(now), rebuild=changed)
-        report.intake = intake_report
-        report.feeds, report.errors = feeds, feed_errors + report.errors
-        if self._scheduler is not None:
-            self._arm_timers()
-        return report
+        """Poll partner feeds that are due, take in the releases folder, publish releases whose embargo lifted,
+        schedule digests that are due, dispatch everything due, rebuild the site if anything changed, and arm
+        timers for the rest."""
+        with self._lock:
+            now = self.rt.clock()
+            feeds, errors = self.poll_partner_feeds(now)
+            intake_report = intake_folder(self.rt.store, self.rt.settings, now)
+            changed = intake_report.corrected + intake_report.updated > 0
+            lifted = self.publish_lifted_embargoes(now)
+            digests: list[DigestRun] = []
+            try:
+                digests = make_due_digests(self.rt.store, self.rt.settings, self.rt.renderer, now)
+            except PipelineError as exc:
+                errors.append(f"digests: {exc}")
+            report = self.dispatch_and_publish(self.due(now), rebuild=changed or bool(lifted))
+            report.intake, report.feeds, report.digests, report.embargoes_lifted = intake_report, feeds, digests, lifted
+            report.errors = errors + report.errors
+            if self._scheduler is not None:
+                self._arm_timers()
+            return report
 
     def _arm_timers(self) -> None:
+        """A timer per distribution not yet due, and a sweep at each coming embargo and digest time, so those
+        happen on the second rather than at the next periodic sweep."""
         assert self._scheduler is not None
         now = self.rt.clock()
+        sweeps: dict[str, datetime | None] = {
+            f"embargo-{rid}": when for rid, when in self.rt.store.awaiting_embargo([EMAIL_CHANNEL]).items()
+        }
+        for digest in self.rt.settings.digests:
+            sweeps[f"digest-{digest.name}"] = next_fire(digest, self.rt.settings, now)
+        for job_id, when in sweeps.items():
+            job = self._scheduler.get_job(job_id)
+            if when is None or when <= now:
+                if job is not None:
+                    job.remove()
+            elif job is None or job.next_run_time != when:
+                self._scheduler.add_job(
+                    "pipeline.schedule:fire_sweep", "date", run_date=when, id=job_id, replace_existing=True
+                )
         for dist in self.rt.store.distributions([DistributionStatus.SCHEDULED]):
             if dist.due_at <= now:
                 continue  # due ones were just dispatched by the sweep; a timer would only race it

@@ -28,6 +28,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from pipeline.errors import NotFoundError, ScheduleError, StoreError
 from pipeline.models import (
+    DIGEST_CHANNEL,
     OPEN_STATUSES,
     ConsentBasis,
     Contact,
@@ -190,6 +191,20 @@ leases = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=False),
+    sa.Column("period_end", UTCDateTime, nullable=False),
+    sa.Column("release_ids", sa.JSON, nullable=False),  # the releases it lists, oldest first
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id")),  # its own email; None: skipped
+    sa.Column("distribution_id", sa.Integer, sa.ForeignKey("distributions.id")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("name", "period_end", name="uq_digest_once"),
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -286,6 +301,16 @@ class StoredRelease:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestIssue:
+    """One occurrence of a recurring digest: the releases published in (period_start, period_end]."""
+
+    name: str
+    period_start: datetime
+    period_end: datetime
+    items: tuple[StoredRelease, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
     address: str
@@ -373,17 +398,7 @@ class Store:
         an unknown slug."""
         now = now or utcnow()
         digest = release.content_hash
-        values = {
-            "content_hash": digest,
-            "source": release.source,
-            "headline": release.title,
-            "language": release.language,
-            "release_date": release.date,
-            "embargo": release.embargo,
-            "data": release.to_record(),
-            "translation_of": release.translation_of,
-            "updated_at": now,
-        }
+        values = _release_values(release, now)
         with self.engine.begin() as db:
             if release.corrects:
                 return self._apply_correction(db, release, values)
@@ -472,6 +487,145 @@ class Store:
                 .values(published_at=when)
             )
             return bool(result.rowcount)
+
+    def published_between(self, start: datetime, end: datetime) -> list[StoredRelease]:
+        """Releases (originals, not their translations) made public in (start, end], oldest first."""
+        query = (
+            sa.select(releases)
+            .where(
+                releases.c.published_at > start,
+                releases.c.published_at <= end,
+                releases.c.translation_of.is_(None),
+            )
+            .order_by(releases.c.published_at, releases.c.id)
+        )
+        with self.engine.begin() as db:
+            return [self._stored(row) for row in db.execute(query)]
+
+    def awaiting_embargo(self, channels: Sequence[str]) -> dict[int, datetime]:
+        """Unpublished releases with an embargo and a distribution on one of `channels` still to go (scheduled or
+        sending): they become public when the embargo lifts, even if their email is due later. By release id."""
+        query = (
+            sa.select(releases.c.id, releases.c.embargo)
+            .where(
+                releases.c.published_at.is_(None),
+                releases.c.embargo.is_not(None),
+                sa.exists().where(
+                    distributions.c.release_id == releases.c.id,
+                    distributions.c.channel.in_(list(channels)),
+                    distributions.c.status.in_([DistributionStatus.SCHEDULED.value, DistributionStatus.SENDING.value]),
+                ),
+            )
+            .order_by(releases.c.embargo)
+        )
+        with self.engine.begin() as db:
+            return {int(row.id): row.embargo for row in db.execute(query)}
+
+    # --- digests ---------------------------------------------------------------------------------------
+
+    def last_digest_end(self, name: str) -> datetime | None:
+        """The end of the latest period of this digest that was sent or skipped."""
+        with self.engine.begin() as db:
+            value: datetime | None = db.execute(
+                sa.select(sa.func.max(digests.c.period_end)).where(digests.c.name == name)
+            ).scalar()
+        return value
+
+    def record_digest(
+        self,
+        name: str,
+        period: tuple[datetime, datetime],
+        release_ids: Sequence[int],
+        email: Release | None,
+        audiences: Sequence[str],
+        timezone: str,
+        now: datetime,
+    ) -> tuple[bool, int | None]:
+        """Record one period of a digest, and with an `email` (there was something new) store it and schedule
+        it for the period's end, all in one transaction. Returns (False, None) when this period was already
+        recorded (by another process, or before a restart), else (True, the distribution id or None)."""
+        start, end = period
+        try:
+            return self._record_digest(name, (start, end), release_ids, email, audiences, timezone, now)
+        except sa.exc.IntegrityError:
+            return False, None  # another process recorded the same period between our check and insert
+
+    def _record_digest(
+        self,
+        name: str,
+        period: tuple[datetime, datetime],
+        release_ids: Sequence[int],
+        email: Release | None,
+        audiences: Sequence[str],
+        timezone: str,
+        now: datetime,
+    ) -> tuple[bool, int | None]:
+        start, end = period
+        with self.engine.begin() as db:
+            done = db.execute(
+                sa.select(digests.c.id).where(digests.c.name == name, digests.c.period_end == end)
+            ).first()
+            if done is not None:
+                return False, None
+            release_id = dist_id = None
+            if email is not None:
+                slug = f"digest-{name}-{end:%Y%m%dt%H%Mz}"
+                release_id = db.execute(
+                    releases.insert()
+                    .values(slug=slug, created_at=now, **_release_values(email, now))
+                    .returning(releases.c.id)
+                ).scalar_one()
+                dist_id = db.execute(
+                    distributions.insert()
+                    .values(
+                        release_id=release_id,
+                        audiences=list(audiences),
+                        channel=DIGEST_CHANNEL,
+                        due_at=end,
+                        timezone=timezone,
+                        status=DistributionStatus.SCHEDULED.value,
+                        origin=f"digest:{name}:{end.isoformat()}",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(distributions.c.id)
+                ).scalar_one()
+            db.execute(
+                digests.insert().values(
+                    name=name,
+                    period_start=start,
+                    period_end=end,
+                    release_ids=list(release_ids),
+                    release_id=release_id,
+                    distribution_id=dist_id,
+                    created_at=now,
+                )
+            )
+        return True, None if dist_id is None else int(dist_id)
+
+    def digest_issue(self, release_id: int) -> DigestIssue | None:
+        """The digest whose own email is `release_id`, with the releases it lists (as they are now)."""
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(digests).where(digests.c.release_id == release_id)).first()
+            if row is None:
+                return None
+            found = {
+                r.id: self._stored(r)
+                for r in db.execute(sa.select(releases).where(among(releases.c.id, list(row.release_ids))))
+            }
+        items = tuple(found[i] for i in row.release_ids if i in found)
+        return DigestIssue(row.name, row.period_start, row.period_end, items)
+
+    def digest_history(self, name: str, limit: int = 10) -> list[tuple[datetime, int, int | None]]:
+        """The latest periods of a digest, newest first: (period end, releases listed, distribution id)."""
+        query = (
+            sa.select(digests.c.period_end, digests.c.release_ids, digests.c.distribution_id)
+            .where(digests.c.name == name)
+            .order_by(digests.c.period_end.desc())
+            .limit(limit)
+        )
+        with self.engine.begin() as db:
+            return [(r.period_end, len(r.release_ids), r.distribution_id) for r in db.execute(query)]
 
     # --- distributions ---------------------------------------------------------------------------------
 
@@ -1438,6 +1592,20 @@ class Store:
                 "distributions": count(distributions),
                 "accepted": count(deliveries, deliveries.c.status == DeliveryStatus.ACCEPTED.value),
             }
+
+
+def _release_values(release: Release, now: datetime) -> dict[str, Any]:
+    return {
+        "content_hash": release.content_hash,
+        "source": release.source,
+        "headline": release.title,
+        "language": release.language,
+        "release_date": release.date,
+        "embargo": release.embargo,
+        "data": release.to_record(),
+        "translation_of": release.translation_of,
+        "updated_at": now,
+    }
 
 
 def _contact_values(contact: Contact) -> dict[str, Any]:

@@ -26,16 +26,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import contacts as contact_rules
-from pipeline.config import Settings
-from pipeline.errors import PermanentSendError, PipelineError, TransientSendError
-from pipeline.models import Distribution, DistributionStatus, Outcome, SendResult
+from pipeline.config import DigestSettings, Settings
+from pipeline.errors import PermanentSendError, PipelineError, ScheduleError, TransientSendError
+from pipeline.models import (
+    DIGEST_CHANNEL,
+    PREVIEW_CHANNEL,
+    Distribution,
+    DistributionStatus,
+    Outcome,
+    SendResult,
+)
 from pipeline.render import EmailRendition, Renderer
 from pipeline.send.base import Transport
 from pipeline.store import ClaimedDelivery, Store, address_hash
 from pipeline.unsubscribe import UnsubscribeLinks
 
-CHANNEL = "email"
-PREVIEW_CHANNEL = "email-preview"  # embargoed previews: a ledger of their own, so the release itself still goes
 MAX_ATTEMPTS = 10  # claims of one delivery the provider keeps deferring before it counts as failed
 LONGEST_WAIT = 300.0  # seconds; a provider asking for a longer pause is left to a later sweep
 
@@ -171,10 +176,13 @@ class Dispatcher:
                 return report
             report.recipients = self._snapshot(dist, versions, categories)
             self.store.set_status(dist.id, DistributionStatus.SENDING, only_from=[DistributionStatus.SCHEDULED])
-        for version in {dist.release_id, *versions.values()} if not preview else ():  # nothing public in a preview
+        digest = dist.channel == DIGEST_CHANNEL
+        for version in {dist.release_id, *versions.values()} if not (preview or digest) else ():  # never public
             report.published |= self.store.mark_published(version, max(now, embargo or now))
 
         def render(release_id: int) -> EmailRendition:
+            if digest:
+                return self._digest_email(release_id)
             chosen = stored if release_id == dist.release_id else self.store.release(release_id)
             return self.renderer.email(chosen.release, chosen.slug, embargoed_preview=preview)
 
@@ -327,6 +335,14 @@ class Dispatcher:
             return False
         self.sleep(wait)
         return True
+
+    def _digest_email(self, release_id: int) -> EmailRendition:
+        issue = self.store.digest_issue(release_id)
+        if issue is None:
+            raise ScheduleError(f"release {release_id} is sent on the digest channel but is not a digest")
+        # A digest removed from config.yaml after it was scheduled still goes, with the default templates.
+        settings = self.settings.digest(issue.name) or DigestSettings(name=issue.name, cron="0 0 * * *")
+        return self.renderer.digest_email(issue, settings)
 
     def _categories(self, release_id: int, versions: dict[str, int]) -> tuple[str, ...]:
         """Every version's categories: an opt-out from a translation's category counts as much."""
