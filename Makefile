@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,16 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) lint typecheck
+# The desk's browser tests drive Debian's Chromium (Playwright never downloads a browser here). Installed with
+# apt-get when this runs as root (CI); otherwise the command to run is printed and those tests are skipped.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the desk's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "note: 'sudo apt-get install chromium' to run the desk's browser tests"; fi; }
+
+test: $(TEST_STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -23,10 +23,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline import manage
 from pipeline.config import Settings, config_path, load_settings
 from pipeline.contacts import Rejected, read_contacts, select, write_contacts
 from pipeline.digest import next_fire
-from pipeline.errors import PipelineError, ScheduleError
+from pipeline.errors import PipelineError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.ingest import IngestReport, ingest_feed
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
@@ -37,7 +38,6 @@ from pipeline.render import write_preview
 from pipeline.runtime import Runtime
 from pipeline.schedule import SweepReport, Worker
 from pipeline.store import address_hash
-from pipeline.store import reschedule as move_distribution
 from pipeline.tracking import STATUS_RANK
 
 console = Console()
@@ -367,8 +367,7 @@ def queue(state: State, file: Path, audiences: tuple[str, ...], at: str | None, 
     when = parse_when(at, zone, now) if at else (now if preview else default_due(release, zone, now))
     dist_id, _ = queue_release(rt.store, rt.settings, release, audiences, when, zone_name, preview=preview)
     assert dist_id is not None
-    chosen = select(rt.store.contacts(), rt.settings, audiences)
-    count = len([c for c in chosen if c.embargo_trusted]) if preview else len(chosen)
+    count = manage.recipient_count(rt.store, rt.settings, audiences, preview)
     what = "an embargoed preview of " if preview else ""
     err.print(
         f"queued {what}{release.title!r} to {', '.join(audiences)} ({count} contacts) for "
@@ -544,9 +543,7 @@ def digests_cmd(state: State) -> None:
 def cancel(state: State, distribution_id: int) -> None:
     """Cancel a distribution that has not finished; recipients not yet sent are never sent."""
     rt = state.runtime
-    stopped = rt.store.cancel(distribution_id)
-    if stopped < 0:
-        raise ScheduleError(f"distribution {distribution_id} has already finished and cannot be cancelled")
+    stopped = manage.cancel(rt.store, distribution_id)
     console.print(f"distribution {distribution_id} cancelled; {stopped} recipients will not be sent")
 
 
@@ -609,14 +606,7 @@ def reschedule(state: State, distribution_id: int, at: str, tz: str | None) -> N
     dist = rt.store.distribution(distribution_id)
     zone, zone_name = zone_or_default(tz or dist.timezone, rt.settings)
     when = parse_when(at, zone, rt.clock())
-    embargo = rt.store.release(dist.release_id).release.embargo
-    if embargo and when < embargo:
-        raise ScheduleError(
-            f"{_local(when, zone_name)} is before the embargo ({_local(embargo, zone_name)}); "
-            "nothing may go out before the embargo lifts"
-        )
-    if not move_distribution(rt.store, distribution_id, when, zone_name):
-        raise ScheduleError(f"distribution {distribution_id} is {dist.status.value}; only one not yet started can move")
+    manage.reschedule(rt.store, distribution_id, when, zone_name)
     console.print(f"distribution {distribution_id} rescheduled for {_local(when, zone_name)}")
 
 
@@ -626,19 +616,7 @@ def reschedule(state: State, distribution_id: int, at: str, tz: str | None) -> N
 def hold(state: State, distribution_id: int) -> None:
     """Stop a distribution without cancelling it: a scheduled one is held (not sent at its time), a sending
     one is paused before its next batch. `pipeline release ID` lets it go on."""
-    rt = state.runtime
-    held = rt.store.set_status(
-        distribution_id, DistributionStatus.HELD, "held by a person", only_from=[DistributionStatus.SCHEDULED]
-    )
-    paused = held or rt.store.set_status(
-        distribution_id, DistributionStatus.PAUSED, "paused by a person", only_from=[DistributionStatus.SENDING]
-    )
-    if not paused:
-        current = rt.store.distribution(distribution_id).status
-        raise ScheduleError(
-            f"distribution {distribution_id} is {current.value}; only a scheduled or sending one can be held"
-        )
-    done = "held" if held else "paused"
+    done = manage.hold(state.runtime.store, distribution_id)
     console.print(f"distribution {distribution_id} {done}; `pipeline release {distribution_id}` lets it go on")
 
 
@@ -655,13 +633,7 @@ def release_cmd(state: State, distribution_id: int, retry_failed: bool) -> None:
     late to send unattended) becomes due now. The next `pipeline run` (or the running worker) sends it.
     With --retry-failed a finished `partial` one can be reopened for its failed recipients."""
     rt = state.runtime
-    status = rt.store.release_hold(distribution_id, rt.clock(), retry_failed=retry_failed)
-    if status is None:
-        current = rt.store.distribution(distribution_id).status
-        also = " (or, with --retry-failed, a partial one with failed deliveries)"
-        raise ScheduleError(
-            f"distribution {distribution_id} is {current.value}; only a held or paused one can be released{also}"
-        )
+    status = manage.release(rt.store, distribution_id, rt.clock(), retry_failed=retry_failed)
     console.print(f"distribution {distribution_id} released: {status.value}")
 
 
@@ -905,24 +877,115 @@ def _summary(rt: Runtime, sweep: SweepReport, imported: tuple[int, int]) -> None
         console.print("Nothing new: no release queued and nothing sent.")
 
 
-def _local(when: datetime, zone: str) -> str:
-    return f"{when.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
+_local = manage.local
 
 
 @cli.command()
 @click.option("--host", help="Address to listen on (default: serve.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: serve.port, 8000).")
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Also run the scheduler in this process (as `pipeline run` does; stands by if another one runs).",
+)
 @pass_state
-def serve(state: State, host: str | None, port: int | None) -> None:
-    """Serve the web app until stopped: one-click unsubscribe links (/unsubscribe/…) and the SendGrid event
-    webhook (/webhooks/sendgrid). Put it behind the HTTPS address in site.base_url."""
+def serve(state: State, host: str | None, port: int | None, worker: bool) -> None:
+    """Serve the web app until stopped: the staff desk (/desk), one-click unsubscribe links (/unsubscribe/…)
+    and the SendGrid event webhook (/webhooks/sendgrid). Put it behind the HTTPS address in site.base_url."""
+    import threading
+
     import uvicorn
 
     from pipeline.web import create_app
 
     rt = state.runtime
     app = create_app(rt)
-    uvicorn.run(app, host=host or rt.settings.serve.host, port=port or rt.settings.serve.port, log_level="info")
+    scheduler = None
+    if worker:
+        _import_configured_contacts(rt)
+        scheduler = Worker(Runtime.open(rt.settings))  # its own connections: the web app's stay for requests
+        threading.Thread(target=scheduler.run_forever, name="scheduler", daemon=True).start()
+    try:
+        uvicorn.run(app, host=host or rt.settings.serve.host, port=port or rt.settings.serve.port, log_level="info")
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+
+
+# --- desk users --------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def users() -> None:
+    """Who may sign in to the web desk (editors draft, preview and queue; approvers also approve and release)."""
+
+
+def _read_password(confirm: bool = True) -> str:
+    """The password from standard input: asked without echo on a terminal, else the first line."""
+    if sys.stdin.isatty():
+        password = str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        fail("the password must have at least 10 characters")
+    return password
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["editor", "approver"]), required=True, help="What the user may do.")
+@click.option("--email", help="Where their test emails go.")
+@pass_state
+def users_add(state: State, name: str, role: str, email: str | None) -> None:
+    """Add a desk user, or change their role, password and email. The password is read from standard input
+    (without echo on a terminal)."""
+    from pipeline.desk.auth import hash_password
+
+    if not name.strip() or len(name) > 100:
+        fail("a user name needs 1 to 100 characters")
+    if email:
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            email = validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            fail(f"--email {email}: {exc}")
+    rt = state.runtime
+    new = rt.store.save_user(name.strip(), role, hash_password(_read_password()), email, rt.clock())
+    err.print(f"{'added' if new else 'updated'} {name} ({role})", highlight=False)
+
+
+@users.command("list")
+@pass_state
+def users_list(state: State) -> None:
+    """Desk users from the database and from config.yaml."""
+    rt = state.runtime
+    table = Table("name", "role", "email", "kept in", title="desk users", title_justify="left")
+    stored = rt.store.users()
+    for user in stored:
+        table.add_row(user.name, user.role, user.email or "", "database")
+    for configured in rt.settings.users:
+        if all(u.name != configured.name for u in stored):
+            table.add_row(configured.name, configured.role, configured.email or "", "config.yaml")
+    console.print(table)
+
+
+@users.command("remove")
+@click.argument("name")
+@pass_state
+def users_remove(state: State, name: str) -> None:
+    """Remove a desk user from the database; their sessions end at their next request."""
+    if not state.runtime.store.remove_user(name):
+        fail(f"no desk user {name!r} in the database (users in config.yaml are removed there)")
+    err.print(f"removed {name}", highlight=False)
+
+
+@users.command("hash")
+def users_hash() -> None:
+    """Print the argon2 hash of a password read from standard input, for `users:` in config.yaml."""
+    from pipeline.desk.auth import hash_password
+
+    click.echo(hash_password(_read_password()))
 
 
 def main() -> None:

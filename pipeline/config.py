@@ -246,6 +246,23 @@ class ServeSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class DeskUser(_Section):
+    """A web desk user kept in config.yaml (`pipeline users add` keeps them in the database instead)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["editor", "approver"] = "editor"
+    password_hash: str = Field(pattern=r"^\$argon2", description="from `pipeline users hash`")
+    email: str | None = None
+
+
+class DeskSettings(_Section):
+    # A distribution queued on the desk waits (held) until an approver other than the one who queued it
+    # approves it; everything anyone does there is in the audit trail either way.
+    require_approval: bool = False
+    session_lifetime: Duration = timedelta(hours=12)
+    secure_cookies: bool = False  # set true when the desk is served over HTTPS (it should be)
+
+
 class TrackingSettings(_Section):
     soft_bounce_limit: int = Field(3, ge=1, description="soft bounces before an address is suppressed")
     webhook_max_age: Duration = timedelta(minutes=15)  # older signed webhook posts are refused (replay)
@@ -273,6 +290,8 @@ class Settings(_Section):
     send: SendSettings = SendSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     serve: ServeSettings = ServeSettings()
+    desk: DeskSettings = DeskSettings()
+    users: tuple[DeskUser, ...] = ()
     partner_feeds: tuple[PartnerFeed, ...] = ()
     digests: tuple[DigestSettings, ...] = ()
     tracking: TrackingSettings = TrackingSettings()

@@ -10,6 +10,7 @@ PipelineError                      base; the CLI prints str(error) and exits wit
 ├── FeedError                      a feed that would not re-parse cleanly (the old one stays)
 ├── ScheduleError                  a send time that cannot be honoured (e.g. before the embargo)
 ├── NotFoundError                  an id or name that does not exist
+├── FormError(field)               a web desk form field that cannot be used as given
 └── SendError                      a transport failed for a whole batch
     ├── TransientSendError         worth retrying later (rate limit, 5xx, network before a reply)
     └── PermanentSendError         retrying will not help (bad request, auth, rejected address)
@@ -53,6 +54,14 @@ class ContactImportError(PipelineError):
         self.path, self.line, self.detail = Path(path), line, message
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
+
+
+class FormError(PipelineError):
+    """A web desk form field that cannot be used as given; `field` names it so the page can mark it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class TemplateError(PipelineError):

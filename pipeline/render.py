@@ -345,6 +345,16 @@ def summary(release: Release, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def previewed(renderer: Renderer, rendition: EmailRendition) -> tuple[str, str]:
+    """The email's HTML and text as a reader would see them, with a placeholder unsubscribe link and no name."""
+    preview_url = f"{renderer.settings.site.base_url}/unsubscribe/preview"
+
+    def fill(part: str) -> str:
+        return part.replace(UNSUBSCRIBE_MARK, preview_url).replace(NAME_MARK, "")
+
+    return fill(rendition.html), fill(rendition.text)
+
+
 def write_preview(
     renderer: Renderer,
     release: Release,
@@ -356,10 +366,10 @@ def write_preview(
 ) -> list[Path]:
     """Write every variant of one release into `out` (the `preview` command); `rendition` is its email."""
     out.mkdir(parents=True, exist_ok=True)
-    preview_url = f"{renderer.settings.site.base_url}/unsubscribe/preview"
+    html, text = previewed(renderer, rendition)
     files = {
-        "email.html": rendition.html.replace(UNSUBSCRIBE_MARK, preview_url).replace(NAME_MARK, ""),
-        "email.txt": rendition.text.replace(UNSUBSCRIBE_MARK, preview_url).replace(NAME_MARK, ""),
+        "email.html": html,
+        "email.txt": text,
         "page.html": renderer.page(release, slug, None),
         "feed-item.xml": feed_item,
     }

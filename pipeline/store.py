@@ -205,6 +205,30 @@ digests = sa.Table(
     sa.UniqueConstraint("name", "period_end", name="uq_digest_once"),
 )
 
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("user", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id")),
+    sa.Column("distribution_id", sa.Integer, sa.ForeignKey("distributions.id")),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_audit_distribution", "distribution_id"),
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -308,6 +332,38 @@ class DigestIssue:
     period_start: datetime
     period_end: datetime
     items: tuple[StoredRelease, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    name: str
+    role: str
+    password_hash: str
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    user: str
+    action: str
+    release_id: int | None
+    distribution_id: int | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSummary:
+    """A release as the desk lists it: what it is, and how far it has gone."""
+
+    id: int
+    slug: str
+    title: str
+    embargo: datetime | None
+    published_at: datetime | None
+    updated_at: datetime
+    distributions: int
+    problems: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -1306,20 +1362,7 @@ class Store:
         with self.engine.begin() as db:
             rows = db.execute(sa.select(contacts).order_by(contacts.c.email)).all()
         for row in rows:
-            yield Contact(
-                email=row.email,
-                name=row.name,
-                outlet=row.outlet,
-                beats=tuple(row.beats),
-                regions=tuple(row.regions),
-                language=row.language,
-                consent_basis=ConsentBasis(row.consent_basis) if row.consent_basis else None,
-                consent_source=row.consent_source,
-                consent_date=row.consent_date,
-                role=row.role,
-                tags=tuple(row.tags or ()),
-                embargo_trusted=bool(row.embargo_trusted),
-            )
+            yield _contact_of(row)
 
     def suppress(self, address: str, reason: str, keep_address: bool = True) -> bool:
         """Add an address to the suppression list. True if it was not there before."""
@@ -1579,6 +1622,171 @@ class Store:
             if db.execute(feed_entries.update().where(where).values(**values)).rowcount == 0:
                 db.execute(feed_entries.insert().values(source_id=source_id, entry_key=key, **values))
 
+    # --- the web desk ----------------------------------------------------------------------------------
+
+    def save_user(self, name: str, role: str, password_hash: str, email: str | None, now: datetime) -> bool:
+        """Add a desk user, or replace their role, password and email. True if the user is new."""
+        with self.engine.begin() as db:
+            changed = db.execute(
+                users.update()
+                .where(users.c.name == name)
+                .values(role=role, password_hash=password_hash, email=email, updated_at=now)
+            ).rowcount
+            if not changed:
+                db.execute(
+                    users.insert().values(
+                        name=name, role=role, password_hash=password_hash, email=email, created_at=now, updated_at=now
+                    )
+                )
+        return not changed
+
+    def user(self, name: str) -> StoredUser | None:
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(users).where(users.c.name == name)).first()
+        return None if row is None else StoredUser(row.name, row.role, row.password_hash, row.email)
+
+    def users(self) -> list[StoredUser]:
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(users).order_by(users.c.name)).all()
+        return [StoredUser(r.name, r.role, r.password_hash, r.email) for r in rows]
+
+    def remove_user(self, name: str) -> bool:
+        with self.engine.begin() as db:
+            return bool(db.execute(users.delete().where(users.c.name == name)).rowcount)
+
+    def record_audit(
+        self,
+        user: str,
+        action: str,
+        now: datetime,
+        detail: str | None = None,
+        release_id: int | None = None,
+        distribution_id: int | None = None,
+    ) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                audit.insert().values(
+                    at=now,
+                    user=user,
+                    action=action,
+                    detail=detail,
+                    release_id=release_id,
+                    distribution_id=distribution_id,
+                )
+            )
+
+    def audit_log(
+        self, release_id: int | None = None, distribution_id: int | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Newest first; of one release (and its distributions), one distribution, or everything."""
+        query = sa.select(audit).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(limit)
+        if distribution_id is not None:
+            query = query.where(audit.c.distribution_id == distribution_id)
+        if release_id is not None:
+            query = query.where(audit.c.release_id == release_id)
+        with self.engine.begin() as db:
+            rows = db.execute(query).all()
+        return [AuditEntry(r.at, r.user, r.action, r.release_id, r.distribution_id, r.detail) for r in rows]
+
+    def release_summaries(self, limit: int = 200) -> list[ReleaseSummary]:
+        """Releases newest first, without digests (they are emails, not releases)."""
+        count = (
+            sa.select(sa.func.count())
+            .where(distributions.c.release_id == releases.c.id)
+            .scalar_subquery()
+            .label("distributions")
+        )
+        query = (
+            sa.select(releases, count)
+            .where(~sa.exists().where(digests.c.release_id == releases.c.id))
+            .order_by(releases.c.updated_at.desc(), releases.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.begin() as db:
+            rows = db.execute(query).all()
+        return [
+            ReleaseSummary(
+                r.id,
+                r.slug,
+                r.headline,
+                r.embargo,
+                r.published_at,
+                r.updated_at,
+                int(r.distributions),
+                len(r.data.get("problems") or ()),
+            )
+            for r in rows
+        ]
+
+    def delete_draft(self, release_id: int) -> bool:
+        """Remove a release nobody has seen: never queued, never published. True if removed."""
+        with self.engine.begin() as db:
+            used = db.execute(
+                sa.select(distributions.c.id).where(distributions.c.release_id == release_id).limit(1)
+            ).first()
+            if used is not None:
+                return False
+            db.execute(audit.update().where(audit.c.release_id == release_id).values(release_id=None))
+            return bool(
+                db.execute(
+                    releases.delete().where(releases.c.id == release_id, releases.c.published_at.is_(None))
+                ).rowcount
+            )
+
+    def search_contacts(self, text: str, limit: int = 50, offset: int = 0) -> tuple[list[Contact], int, set[str]]:
+        """Contacts whose address, name or outlet contains `text` (any case): a page of them, how many match
+        in all, and which of the page's addresses are suppressed."""
+        where = []
+        if text.strip():
+            like = f"%{text.strip().lower()}%"
+            where.append(
+                sa.or_(
+                    sa.func.lower(contacts.c.email).like(like),
+                    sa.func.lower(sa.func.coalesce(contacts.c.name, "")).like(like),
+                    sa.func.lower(sa.func.coalesce(contacts.c.outlet, "")).like(like),
+                )
+            )
+        with self.engine.begin() as db:
+            total = int(db.execute(sa.select(sa.func.count()).select_from(contacts).where(*where)).scalar_one())
+            rows = db.execute(
+                sa.select(contacts).where(*where).order_by(contacts.c.email).limit(limit).offset(offset)
+            ).all()
+            hashes = [address_hash(r.email) for r in rows]
+            suppressed = set(
+                db.execute(
+                    sa.select(suppressions.c.address_hash).where(among(suppressions.c.address_hash, hashes))
+                ).scalars()
+            )
+        page = [_contact_of(r) for r in rows]
+        return page, total, {c.email for c in page if address_hash(c.email) in suppressed}
+
+    def suppression_list(self, text: str = "", limit: int = 200) -> list[tuple[str | None, str, datetime]]:
+        """Suppressed addresses (None once forgotten), newest first: (address, reason, since)."""
+        query = sa.select(suppressions).order_by(suppressions.c.created_at.desc()).limit(limit)
+        if text.strip():
+            query = query.where(sa.func.lower(suppressions.c.address).like(f"%{text.strip().lower()}%"))
+        with self.engine.begin() as db:
+            rows = db.execute(query).all()
+        return [(r.address, r.reason, r.created_at) for r in rows]
+
+    def event_timeline(self, distribution_id: int) -> list[tuple[datetime, str]]:
+        """When each delivery of a distribution was sent ("sent") and every provider event about them, oldest
+        first: (when, kind)."""
+        with self.engine.begin() as db:
+            sent = db.execute(
+                sa.select(deliveries.c.sent_at).where(
+                    deliveries.c.distribution_id == distribution_id, deliveries.c.sent_at.is_not(None)
+                )
+            ).scalars()
+            points = [(when, "sent") for when in sent]
+            rows = db.execute(
+                sa.select(events.c.occurred_at, events.c.kind)
+                .join(deliveries, deliveries.c.id == events.c.delivery_id)
+                .where(deliveries.c.distribution_id == distribution_id)
+            ).all()
+        points += [(r.occurred_at, str(r.kind)) for r in rows]
+        return sorted(points)
+
     def totals(self) -> dict[str, int]:
         """Headline numbers for summaries."""
         with self.engine.begin() as db:
@@ -1608,6 +1816,23 @@ def _release_values(release: Release, now: datetime) -> dict[str, Any]:
     }
 
 
+def _contact_of(row: sa.Row[Any]) -> Contact:
+    return Contact(
+        email=row.email,
+        name=row.name,
+        outlet=row.outlet,
+        beats=tuple(row.beats),
+        regions=tuple(row.regions),
+        language=row.language,
+        consent_basis=ConsentBasis(row.consent_basis) if row.consent_basis else None,
+        consent_source=row.consent_source,
+        consent_date=row.consent_date,
+        role=row.role,
+        tags=tuple(row.tags or ()),
+        embargo_trusted=bool(row.embargo_trusted),
+    )
+
+
 def _contact_values(contact: Contact) -> dict[str, Any]:
     return {
         "email": contact.email,
@@ -1625,8 +1850,14 @@ def _contact_values(contact: Contact) -> dict[str, Any]:
     }
 
 
-def reschedule(store: Store, distribution_id: int, due_at: datetime, timezone: str) -> bool:
-    """Move a distribution that has not started to a new time. True if it moved."""
+def reschedule(
+    store: Store,
+    distribution_id: int,
+    due_at: datetime,
+    timezone: str,
+    status: DistributionStatus = DistributionStatus.SCHEDULED,
+) -> bool:
+    """Move a distribution that has not started to a new time (and `status`). True if it moved."""
     with store.engine.begin() as db:
         return bool(
             db.execute(
@@ -1635,11 +1866,31 @@ def reschedule(store: Store, distribution_id: int, due_at: datetime, timezone: s
                     distributions.c.id == distribution_id,
                     distributions.c.status.in_([DistributionStatus.SCHEDULED.value, DistributionStatus.HELD.value]),
                 )
-                .values(
-                    due_at=due_at, timezone=timezone, status=DistributionStatus.SCHEDULED.value, updated_at=utcnow()
-                )
+                .values(due_at=due_at, timezone=timezone, status=status.value, updated_at=utcnow())
             ).rowcount
         )
+
+
+def approve(store: Store, distribution_id: int, waiting_note: str, now: datetime) -> datetime | None:
+    """A held distribution whose note starts with `waiting_note` becomes scheduled at its time, or now if that
+    has passed; None if it was not waiting (any more)."""
+    with store.engine.begin() as db:
+        row = db.execute(
+            sa.select(distributions.c.due_at).where(
+                distributions.c.id == distribution_id,
+                distributions.c.status == DistributionStatus.HELD.value,
+                distributions.c.note.startswith(waiting_note, autoescape=True),
+            )
+        ).first()
+        if row is None:
+            return None
+        when: datetime = max(row.due_at, now)
+        db.execute(
+            distributions.update()
+            .where(distributions.c.id == distribution_id, distributions.c.status == DistributionStatus.HELD.value)
+            .values(status=DistributionStatus.SCHEDULED.value, due_at=when, note=None, updated_at=now)
+        )
+        return when
 
 
 def auto_distribution(store: Store, origin: str) -> Distribution | None:

@@ -1,5 +1,5 @@
-"""The HTTP app `pipeline serve` runs (Starlette, served by uvicorn): one-click unsubscribe and the SendGrid
-event webhook.
+"""The HTTP app `pipeline serve` runs (Starlette, served by uvicorn): one-click unsubscribe, the SendGrid
+event webhook, and the staff desk under /desk (pipeline/desk).
 
 - `GET /unsubscribe/{token}` shows a confirmation page and changes nothing: mail scanners fetch links.
 - `POST /unsubscribe/{token}` unsubscribes at once, without cookies or sign-in (RFC 8058 one-click, and the
@@ -17,9 +17,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from pipeline.desk import desk_mount
 from pipeline.runtime import Runtime
 from pipeline.tracking import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendGridWebhook, WebhookRefused
 
@@ -111,7 +112,12 @@ def create_app(runtime: Runtime) -> Starlette:
     def health(_: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [
+    def home(_: Request) -> Response:
+        return RedirectResponse("/desk/", status_code=303)
+
+    routes: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        desk_mount(runtime),
         Route("/unsubscribe/{token}", confirm, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
         Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"]),

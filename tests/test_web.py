@@ -3,12 +3,8 @@ one-click unsubscribe."""
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +13,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import Settings
@@ -27,25 +22,8 @@ from pipeline.store import address_hash, events
 from pipeline.web import create_app
 from tests.conftest import wait_until
 from tests.transport_rig import queue_to_all, with_send
+from tests.web_rig import Answer, http, public_key_b64, signed_post
 from tools.fake_smtp import free_port
-
-
-@dataclass
-class Answer:
-    status: int
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http(method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return Answer(response.status, response.read().decode())
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read().decode())
 
 
 @dataclass
@@ -59,20 +37,7 @@ class App:
     ) -> Answer:
         """Post `items` signed as SendGrid would (by `key`, `age` seconds ago); `tampered` is sent instead of
         the signed body."""
-        raw = json.dumps(items).encode()
-        timestamp = str(int(time.time() - age))
-        signature = (key or self.key).sign(timestamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-        }
-        return http("POST", f"{self.url}/webhooks/sendgrid", tampered if tampered is not None else raw, headers)
-
-
-def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
+        return signed_post(f"{self.url}/webhooks/sendgrid", items, key or self.key, age, tampered)
 
 
 def _serve(runtime: Runtime) -> Iterator[str]:
@@ -92,7 +57,7 @@ def _serve(runtime: Runtime) -> Iterator[str]:
 def app(settings: Settings) -> Iterator[App]:
     key = ec.generate_private_key(ec.SECP256R1())
     signed = settings.model_copy(
-        update={"sendgrid": settings.sendgrid.model_copy(update={"webhook_public_key": _public_key_b64(key)})}
+        update={"sendgrid": settings.sendgrid.model_copy(update={"webhook_public_key": public_key_b64(key)})}
     )
     runtime = Runtime.open(with_send(signed, batch_size=1))
     for url in _serve(runtime):
