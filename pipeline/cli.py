@@ -912,6 +912,103 @@ def serve(state: State, host: str | None, port: int | None, worker: bool) -> Non
             scheduler.stop()
 
 
+@cli.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def workers_cmd(state: State, as_json: bool) -> None:
+    """The live `pipeline run` processes (heard from within three `schedule.heartbeat`s): which one schedules,
+    what each is sending now, and when each was last heard from."""
+    rt = state.runtime
+    now = rt.clock()
+    found = rt.store.workers(now, 3 * rt.settings.schedule.heartbeat)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "worker": w.name,
+                        "role": w.role,
+                        "started": w.started_at.isoformat(),
+                        "heartbeat": w.heartbeat_at.isoformat(),
+                        "seconds_since_heartbeat": round((now - w.heartbeat_at).total_seconds(), 1),
+                        "holding": {str(k): v for k, v in w.holding.items()},
+                        "leases": list(w.leases),
+                    }
+                    for w in found
+                ]
+            )
+        )
+        return
+    table = Table("worker", "role", "holding", "last heartbeat", "started", title=f"{len(found)} live workers")
+    for w in found:
+        holding = ", ".join(f"{n} of distribution {d}" for d, n in sorted(w.holding.items())) or "nothing"
+        table.add_row(
+            w.name,
+            w.role + (" (lease)" if w.leases else ""),
+            holding,
+            f"{(now - w.heartbeat_at).total_seconds():.0f} s ago",
+            _local(w.started_at, rt.settings.timezone),
+        )
+    console.print(table)
+
+
+# --- database ----------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database's schema: where it stands, and bringing it up to date (Alembic migrations)."""
+
+
+def _engine(state: State) -> Any:
+    from pipeline.store import create_engine
+
+    return create_engine(state.settings.database_url)
+
+
+@db.command("status")
+@pass_state
+def db_status(state: State) -> None:
+    """The database's schema revision and the newest this version of pipeline knows. Exits 1 when the
+    database needs `pipeline db upgrade`, 2 when it is newer than this code."""
+    from pipeline.store import schema_revisions
+
+    engine = _engine(state)
+    try:
+        current, head, known = schema_revisions(engine)
+    finally:
+        engine.dispose()
+    shown = engine.url.render_as_string(hide_password=True)
+    console.print(
+        f"{shown}: schema revision {current or 'none (empty database)'}; this code knows up to {head}", soft_wrap=True
+    )
+    if current == head:
+        console.print("up to date")
+    elif not known:
+        fail(f"the database (revision {current}) is newer than this version of pipeline (up to {head})")
+    else:
+        console.print("needs `pipeline db upgrade`")
+        sys.exit(1)
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Bring the database's schema up to date. Safe to run while workers run and from several places at once
+    (PostgreSQL: one migrates, the others wait and find it done). Refuses a database newer than the code."""
+    from pipeline.store import migrate
+
+    engine = _engine(state)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        console.print(f"already up to date (revision {after})")
+    else:
+        console.print(f"upgraded from revision {before or 'none (empty database)'} to {after}")
+
+
 # --- desk users --------------------------------------------------------------------------------------------
 
 

@@ -224,6 +224,9 @@ class ScheduleSettings(_Section):
     sweep_interval: Duration = timedelta(minutes=1)
     # The scheduling process renews its lease every third of this; a standby takes over once it runs out.
     leader_lease: Duration = timedelta(seconds=60)
+    # Every `pipeline run` records that it is alive this often; `pipeline workers` lists those heard from
+    # within three of these.
+    heartbeat: Duration = timedelta(seconds=10)
 
 
 class SendSettings(_Section):
@@ -268,11 +271,21 @@ class TrackingSettings(_Section):
     webhook_max_age: Duration = timedelta(minutes=15)  # older signed webhook posts are refused (replay)
 
 
+class DatabasePoolSettings(_Section):
+    """Connections kept per process (PostgreSQL; SQLite opens what it needs), and how long a process keeps
+    trying when the database goes away (a restart, a failover, a dropped connection) before it gives up."""
+
+    size: int = Field(5, ge=1, le=100)
+    max_overflow: int = Field(10, ge=0, le=200)
+    reconnect_for: Duration = timedelta(minutes=2)
+
+
 class Settings(_Section):
     """The whole of config.yaml. `root` is the folder relative paths are resolved against."""
 
     root: Path = Path()
     database: str = "sqlite:///var/pipeline.db"
+    database_pool: DatabasePoolSettings = DatabasePoolSettings()
     state_dir: Path = Path("var")
     timezone: str = "UTC"
     transport: Literal["outbox", "smtp", "sendgrid"] = "outbox"

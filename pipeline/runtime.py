@@ -15,7 +15,7 @@ from pipeline.send.base import Transport
 from pipeline.send.outbox import OutboxTransport
 from pipeline.send.sendgrid import SendGridTransport
 from pipeline.send.smtp import SmtpTransport
-from pipeline.store import Store
+from pipeline.store import Pool, Store
 from pipeline.unsubscribe import UnsubscribeLinks
 
 
@@ -33,7 +33,8 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, clock: Callable[[], datetime] = system_clock) -> Runtime:
-        store = Store.open(settings.database_url)
+        pool = settings.database_pool
+        store = Store.open(settings.database_url, Pool(pool.size, pool.max_overflow, pool.reconnect_for))
         links = UnsubscribeLinks(settings.site.base_url, settings.unsubscribe_secrets(), settings.unsubscribe.mailto)
         return cls(settings, store, Renderer(settings), links, clock)
 

@@ -198,6 +198,9 @@ class Worker:
         holder stops renewing it (it died, or was stopped). Returns when stopped."""
         lease = self.rt.settings.schedule.leader_lease
         me = self.holder
+        pause = min(lease.total_seconds() / 3, self.rt.settings.schedule.sweep_interval.total_seconds())
+        beating = threading.Thread(target=self._heartbeat, name="worker-heartbeat", daemon=True)
+        beating.start()
         try:
             while not self._stop.is_set():
                 now = self.rt.clock()
@@ -205,6 +208,7 @@ class Worker:
                 dead = holder if holder and holder != me and not worker_alive(holder) else None
                 if self.rt.store.take_lease(SCHEDULER_LEASE, me, now, lease, dead_holder=dead):
                     self.leading = True
+                    self._beat()
                     self._lead(me, lease, on_start)
                     self.leading = False
                     on_start = None
@@ -212,9 +216,39 @@ class Worker:
                 if on_standby:
                     on_standby(self.rt.store.lease_holder(SCHEDULER_LEASE, self.rt.clock()) or "another process")
                     on_standby = None  # said once
-                self._stop.wait(lease.total_seconds() / 3)
+                self.send_share()
+                self._stop.wait(pause)
         finally:
+            self._stop.set()
             self.rt.store.give_up_lease(SCHEDULER_LEASE, me)
+            self.rt.store.remove_worker(me)
+
+    def send_share(self) -> list[DispatchReport]:
+        """What a worker that does not schedule does: help send the distributions the scheduler has started.
+        Claims are atomic, so any number of workers share one distribution's batches without overlap."""
+        reports = []
+        with self._lock:
+            for dist in self.rt.store.distributions([DistributionStatus.SENDING]):
+                if self._stop.is_set():
+                    break
+                try:
+                    reports.append(self.rt.dispatcher().dispatch(dist.id))
+                except PipelineError as exc:
+                    log.warning("distribution %s: %s", dist.id, exc)
+        return reports
+
+    def _beat(self) -> None:
+        self.rt.store.heartbeat(self.holder, "scheduler" if self.leading else "sender", self.rt.clock())
+
+    def _heartbeat(self) -> None:
+        """Say this worker is alive every `schedule.heartbeat` (a thread: a long batch never silences it)."""
+        every = self.rt.settings.schedule.heartbeat.total_seconds()
+        while not self._stop.is_set():
+            try:
+                self._beat()
+            except PipelineError as exc:
+                log.warning("heartbeat not recorded: %s", exc)
+            self._stop.wait(every)
 
     def _lead(self, me: str, lease: timedelta, on_start: Callable[[SweepReport], None] | None) -> None:
         """Sweep now, then keep firing timers and sweeping, renewing the lease, until stopped or the lease is

@@ -8,15 +8,19 @@ hold across overlapping audiences, repeated distributions, crashes and restarts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -229,6 +233,15 @@ audit = sa.Table(
     sa.Index("ix_audit_distribution", "distribution_id"),
 )
 
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),  # host:pid, as claims and leases name it
+    sa.Column("role", sa.String(20), nullable=False),  # scheduler (holds the lease) or sender
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -253,6 +266,7 @@ feed_entries = sa.Table(
     sa.UniqueConstraint("source_id", "entry_key", name="uq_feed_entry"),
 )
 
+log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -367,6 +381,18 @@ class ReleaseSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerState:
+    """A `pipeline run` process as `pipeline workers` shows it."""
+
+    name: str
+    role: str
+    started_at: datetime
+    heartbeat_at: datetime
+    holding: dict[int, int]  # distribution id → deliveries it has claimed or is sending now
+    leases: tuple[str, ...]  # named leases it holds (the scheduler's)
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
     address: str
@@ -389,8 +415,18 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and writer-first transactions."""
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Connection pool sizes per process (PostgreSQL) and how long to keep reconnecting after a drop."""
+
+    size: int = 5
+    max_overflow: int = 10
+    reconnect_for: timedelta = timedelta(minutes=2)
+
+
+def create_engine(url: str, pool: Pool = Pool()) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and writer-first transactions; a server database
+    gets a sized pool whose connections are checked before use (so those a restart killed are replaced)."""
     try:
         if url.startswith("sqlite"):
             database = sa.engine.make_url(url).database
@@ -400,9 +436,52 @@ def create_engine(url: str) -> Engine:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", _sqlite_begin)
             return engine
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=pool.size,
+            max_overflow=pool.max_overflow,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 10} if url.startswith("postgresql") else {},
+        )
     except (sa.exc.ArgumentError, ImportError, OSError) as exc:
         raise StoreError(f"cannot open database {url!r}: {exc}") from exc
+
+
+def _database_gone(exc: BaseException) -> bool:
+    """A failure that another try on a fresh connection can cure: the server restarted or is starting, the
+    connection dropped, or (SQLite) another writer held the lock past the busy timeout."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        text = str(exc.orig).lower()
+        return "locked" in text if "sqlite" in type(exc.orig).__module__ else True
+    return False
+
+
+def _surviving_disconnects(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Store method again (it is one transaction, rolled back when the connection died) until the
+    database answers or `Pool.reconnect_for` has passed."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_database_gone),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+            stop=tenacity.stop_after_delay(self.pool.reconnect_for.total_seconds()),
+            before_sleep=lambda state: log.warning(
+                "database unavailable (%s); trying %s again",
+                state.outcome.exception() if state.outcome else "?",
+                method.__name__,
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(method, self, *args, **kwargs)
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"the database did not answer: {exc.orig}") from exc
+
+    return call
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
@@ -412,10 +491,28 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; refuse a database made by newer code."""
+MIGRATION_LOCK = 7_215_402_611  # a PostgreSQL advisory lock key: one process migrates, the others wait
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str, bool]:
+    """(the database's schema revision, the newest this code knows, whether this code knows the former)."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        script = ScriptDirectory.from_config(_alembic_config(connection))
+        head = script.get_current_head()
+        known = current is None or current in {rev.revision for rev in script.walk_revisions()}
+    assert head is not None
+    return current, head, known
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision; refuse a database made by newer code. Several processes
+    starting together on PostgreSQL take turns (an advisory lock): the first migrates, the rest find it done.
+    Returns (revision before, revision after)."""
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config = _alembic_config(connection)
             script = ScriptDirectory.from_config(config)
             current = MigrationContext.configure(connection).get_current_revision()
@@ -425,8 +522,11 @@ def migrate(engine: Engine) -> None:
                     f"the database is at schema revision {current}, newer than this version of pipeline "
                     "knows; upgrade pipeline before using this database"
                 )
-            if current != script.get_current_head():
+            head = script.get_current_head()
+            assert head is not None
+            if current != head:
                 command.upgrade(config, "head")
+            return current, head
     except sa.exc.OperationalError as exc:
         raise StoreError(f"cannot open database: {exc.orig}") from exc
 
@@ -434,14 +534,15 @@ def migrate(engine: Engine) -> None:
 class Store:
     """Typed operations over the database. Every method is one transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: Pool = Pool()) -> None:
         self.engine = engine
+        self.pool = pool
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        engine = create_engine(url)
+    def open(cls, url: str, pool: Pool = Pool()) -> Store:
+        engine = create_engine(url, pool)
         migrate(engine)
-        return cls(engine)
+        return cls(engine, pool)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -994,7 +1095,8 @@ class Store:
                 .order_by(contacts.c.email)
             )
             columns = ["distribution_id", "release_id", "channel", "address", "name", "status", "updated_at"]
-            added = db.execute(deliveries.insert().from_select(columns, chosen)).rowcount
+            insert = deliveries.insert().from_select(columns, chosen).execution_options(preserve_rowcount=True)
+            added = db.execute(insert).rowcount
         return int(added)
 
     def claim(
@@ -1787,6 +1889,51 @@ class Store:
         points += [(r.occurred_at, str(r.kind)) for r in rows]
         return sorted(points)
 
+    # --- workers ---------------------------------------------------------------------------------------
+
+    def heartbeat(self, name: str, role: str, now: datetime) -> None:
+        """Record that worker `name` is alive (and its role) now."""
+        with self.engine.begin() as db:
+            if not db.execute(
+                workers.update().where(workers.c.name == name).values(role=role, heartbeat_at=now)
+            ).rowcount:
+                db.execute(
+                    _insert_ignoring_duplicates(self.engine, workers, ["name"]).values(
+                        name=name, role=role, started_at=now, heartbeat_at=now
+                    )
+                )
+
+    def remove_worker(self, name: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(workers.delete().where(workers.c.name == name))
+
+    def workers(self, now: datetime, live_within: timedelta) -> list[WorkerState]:
+        """Workers whose last heartbeat is within `live_within` of now, with what each holds; older rows (a
+        worker that died) are removed on the way."""
+        with self.engine.begin() as db:
+            db.execute(workers.delete().where(workers.c.heartbeat_at < now - live_within))
+            rows = db.execute(sa.select(workers).order_by(workers.c.started_at, workers.c.name)).all()
+            held = db.execute(
+                sa.select(deliveries.c.claimed_by, deliveries.c.distribution_id, sa.func.count())
+                .where(deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]))
+                .group_by(deliveries.c.claimed_by, deliveries.c.distribution_id)
+            ).all()
+            lease_rows = db.execute(sa.select(leases.c.name, leases.c.holder).where(leases.c.expires_at > now)).all()
+        holding: dict[str, dict[int, int]] = {}
+        for holder, dist_id, count in held:
+            holding.setdefault(str(holder), {})[int(dist_id)] = int(count)
+        return [
+            WorkerState(
+                r.name,
+                "scheduler" if any(lease.holder == r.name for lease in lease_rows) else "sender",
+                r.started_at,
+                r.heartbeat_at,
+                holding.get(r.name, {}),
+                tuple(lease.name for lease in lease_rows if lease.holder == r.name),
+            )
+            for r in rows
+        ]
+
     def totals(self) -> dict[str, int]:
         """Headline numbers for summaries."""
         with self.engine.begin() as db:
@@ -1800,6 +1947,15 @@ class Store:
                 "distributions": count(distributions),
                 "accepted": count(deliveries, deliveries.c.status == DeliveryStatus.ACCEPTED.value),
             }
+
+
+# Every public Store method is one transaction: when the database goes away mid-way it is rolled back, and
+# the method runs again on a fresh connection (see _surviving_disconnects). Generators are left alone.
+for _name, _method in list(vars(Store).items()):
+    if _name in {"open", "close"} or _name.startswith("_") or not inspect.isfunction(_method):
+        continue
+    if not inspect.isgeneratorfunction(_method):
+        setattr(Store, _name, _surviving_disconnects(_method))
 
 
 def _release_values(release: Release, now: datetime) -> dict[str, Any]:

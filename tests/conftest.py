@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import textwrap
 import time
@@ -14,6 +16,8 @@ from click.testing import CliRunner, Result
 from pipeline.cli import cli
 from pipeline.config import Settings, load_settings
 from pipeline.runtime import Runtime
+from tests import pg_server
+from tests.pg_server import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -85,8 +89,13 @@ riley.stone@acme.example.com
 """
 
 
-def write_project(root: Path, releases: dict[str, str] | None = None, config: str = CONFIG) -> Path:
+def write_project(
+    root: Path, releases: dict[str, str] | None = None, config: str = CONFIG, database: str | None = None
+) -> Path:
+    """A project folder: config.yaml (on `database` instead of its SQLite file, if given), releases, contacts."""
     (root / "releases").mkdir(parents=True, exist_ok=True)
+    if database:
+        config = re.sub(r"(?m)^database: .*$", f"database: {database}", config)
     (root / "config.yaml").write_text(config, encoding="utf-8")
     (root / "contacts.csv").write_text(CONTACTS, encoding="utf-8")
     for name, text in (releases if releases is not None else {"acme.txt": WIRE_RELEASE}).items():
@@ -94,10 +103,58 @@ def write_project(root: Path, releases: dict[str, str] | None = None, config: st
     return root / "config.yaml"
 
 
+# Test modules whose store, dispatch and scheduling tests run on both engines: SQLite and a real PostgreSQL
+# server the tests start on loopback (tests/pg_server.py).
+BOTH_ENGINES = {
+    "test_store",
+    "test_send",
+    "test_schedule",
+    "test_leader",
+    "test_transports",
+    "test_sendgrid",
+    "test_embargo_lift",
+    "test_digests",
+    "test_queue_cli",
+    "test_translations",
+    "test_web",
+    "test_postgres",
+    "test_workers",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        metafunc.parametrize("backend", ["sqlite", "postgresql"] if module in BOTH_ENGINES else ["sqlite"])
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the whole run, started on first use."""
+    if not pg_server.available():
+        if os.environ.get("CI"):
+            raise RuntimeError(
+                "PostgreSQL is not installed: `make test` installs it as root (apt-get install postgresql)"
+            )
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = pg_server.start_server()
+    yield server
+    pg_server.stop_server(server)
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """None for the project's SQLite file; else a fresh database on the test PostgreSQL server."""
+    if backend == "sqlite":
+        return None
+    server: PgServer = request.getfixturevalue("pg")
+    return server.create_database()
+
+
+@pytest.fixture
+def project(tmp_path: Path, database_url: str | None) -> Path:
     """A project folder with config.yaml, one wire release and four contacts; returns the config path."""
-    return write_project(tmp_path)
+    return write_project(tmp_path, database=database_url)
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ def _text(message: EmailMessage) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    config = write_project(tmp_path, {}, config=CONFIG + DIGEST)
+def project(tmp_path: Path, database_url: str | None) -> Path:
+    config = write_project(tmp_path, {}, config=CONFIG + DIGEST, database=database_url)
     assert run_cli(config, "contacts", "import", str(tmp_path / "contacts.csv")).exit_code == 0
     return config
 

@@ -31,9 +31,12 @@ SLUG = "2026-03-10-acme-signs-a-deal-with-the-space-agency"
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, database_url: str | None) -> Path:
     config = write_project(
-        tmp_path, {}, config=CONFIG.replace("  max_lateness: 2h\n", "  max_lateness: 2h\n  sweep_interval: 1h\n")
+        tmp_path,
+        {},
+        config=CONFIG.replace("  max_lateness: 2h\n", "  max_lateness: 2h\n  sweep_interval: 1h\n"),
+        database=database_url,
     )
     assert run_cli(config, "contacts", "import", str(tmp_path / "contacts.csv")).exit_code == 0
     (tmp_path / "deal.md").write_text(RELEASE, encoding="utf-8")

@@ -25,8 +25,8 @@ NOW = "2026-03-01T12:00:00+00:00"
 
 
 @pytest.fixture
-def queued(tmp_path: Path) -> Path:
-    return write_project(tmp_path, {"news.md": EMBARGOED})
+def queued(tmp_path: Path, database_url: str | None) -> Path:
+    return write_project(tmp_path, {"news.md": EMBARGOED}, database=database_url)
 
 
 def _queue(config: Path, at: str) -> int:

@@ -1,4 +1,5 @@
-"""The store on a temp SQLite file: migrations, the once-only ledger, atomic claims."""
+"""The store on a temp SQLite file and on a real PostgreSQL server: migrations, the once-only ledger, atomic
+claims."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from pipeline.store import Store
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _store(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path}/db.sqlite")
+@pytest.fixture
+def url(tmp_path: Path, database_url: str | None) -> str:
+    return database_url or f"sqlite:///{tmp_path}/db.sqlite"
+
+
+def _store(url: str) -> Store:
+    return Store.open(url)
 
 
 def _head() -> str:
@@ -32,33 +38,32 @@ def _head() -> str:
     return head
 
 
-def test_the_migrations_build_exactly_the_schema_the_code_uses(tmp_path: Path) -> None:
+def test_the_migrations_build_exactly_the_schema_the_code_uses(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    store = _store(tmp_path)
+    store = _store(url)
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), pipeline.store.metadata)
     store.close()
     assert differences == []
 
 
-def test_migrations_are_idempotent_and_newer_databases_refused(tmp_path: Path) -> None:
-    _store(tmp_path).close()
-    store = _store(tmp_path)  # second open: nothing to do
+def test_migrations_are_idempotent_and_newer_databases_refused(url: str) -> None:
+    _store(url).close()
+    store = _store(url)  # second open: nothing to do
     with store.engine.begin() as db:
         assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == _head()
         db.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     store.close()
     with pytest.raises(StoreError, match="newer than this version"):
-        _store(tmp_path)
+        _store(url)
 
 
-def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
+def test_an_older_database_is_brought_up_to_date(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    url = f"sqlite:///{tmp_path}/db.sqlite"
     config = Config()
     config.set_main_option("script_location", str(Path(pipeline.store.__file__).parent / "migrations"))
     engine = sa.create_engine(url)
@@ -77,8 +82,8 @@ def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
         store.close()
 
 
-def test_release_versions(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_release_versions(url: str) -> None:
+    store = _store(url)
     release = Release(headline="Acme Opens a Lab", body=("Text.",))
     first_id, state = store.save_release(release, NOW)
     assert state == "new"
@@ -87,8 +92,8 @@ def test_release_versions(tmp_path: Path) -> None:
     assert store.release(first_id).version == 2
 
 
-def test_ledger_never_holds_an_address_twice_for_a_release(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_ledger_never_holds_an_address_twice_for_a_release(url: str) -> None:
+    store = _store(url)
     release_id, _ = store.save_release(Release(headline="One", body=("x",)), NOW)
     first = store.create_distribution(release_id, ["a"], NOW, "UTC")
     second = store.create_distribution(release_id, ["b"], NOW, "UTC")
@@ -107,8 +112,8 @@ def test_ledger_never_holds_an_address_twice_for_a_release(tmp_path: Path) -> No
         )
 
 
-def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_concurrent_claims_never_share_a_delivery(url: str) -> None:
+    store = _store(url)
     release_id, _ = store.save_release(Release(headline="Many", body=("x",)), NOW)
     dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
     assert dist is not None
@@ -118,7 +123,7 @@ def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
     claimed: list[list[int]] = [[] for _ in range(4)]
 
     def worker(slot: int) -> None:
-        other = _store(tmp_path)
+        other = _store(url)
         while batch := other.claim(dist, f"w{slot}", 50, datetime.now(UTC) + timedelta(minutes=5)):
             claimed[slot].extend(d.id for d in batch)
         other.close()
@@ -132,10 +137,10 @@ def test_concurrent_claims_never_share_a_delivery(tmp_path: Path) -> None:
     assert len(every) == 2000 and len(set(every)) == 2000
 
 
-def test_a_category_opt_out_made_mid_send_is_honoured_at_the_next_claim(tmp_path: Path) -> None:
+def test_a_category_opt_out_made_mid_send_is_honoured_at_the_next_claim(url: str) -> None:
     from pipeline.store import address_hash
 
-    store = _store(tmp_path)
+    store = _store(url)
     release_id, _ = store.save_release(Release(headline="Tech news", body=("x",)), NOW)
     dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
     assert dist is not None

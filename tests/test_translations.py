@@ -52,8 +52,8 @@ def _subjects(outbox: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def bilingual(tmp_path: Path) -> Path:
-    return write_project(tmp_path, {"lab.md": ENGLISH, "lab.fr.md": FRENCH})
+def bilingual(tmp_path: Path, database_url: str | None) -> Path:
+    return write_project(tmp_path, {"lab.md": ENGLISH, "lab.fr.md": FRENCH}, database=database_url)
 
 
 def test_each_contact_gets_the_version_in_their_language(bilingual: Path) -> None:
