@@ -59,7 +59,10 @@ def test_three_workers_share_one_distribution_and_a_killed_one_loses_nothing(
         workers = [_worker(config) for _ in range(3)]
         try:
             names = {f"{os.uname().nodename}:{w.pid}": w for w in workers}
-            live = lambda: {w.name for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3)}  # noqa: E731
+
+            def live() -> set[str]:
+                return {w.name for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3)}
+
             wait_until(lambda: live() == set(names), 30, "three live workers")
 
             def roles() -> list[str]:
