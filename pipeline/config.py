@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
@@ -190,6 +191,16 @@ class DigestSettings(_Section):
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         return None if value is None else _known_zone(value)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                jinja2.Environment(autoescape=False).parse(value)  # noqa: S701 - an email subject, not HTML
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(f"not a valid template: {exc.message}") from exc
+        return value
 
 
 class ReleasesSettings(_Section):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -315,7 +315,7 @@ class Renderer:
             from_name=sender.name or self.settings.organization.name,
             reply_to=sender.reply_to,
             unsubscribe_mailto=self.settings.unsubscribe.mailto,
-            release_slug=f"digest-{issue.name}-{issue.period_end:%Y%m%dt%H%Mz}",
+            release_slug=f"digest-{issue.name}-{issue.period_end.astimezone(UTC):%Y%m%dt%H%Mz}",
         )
 
     def labels(self, language: str | None) -> dict[str, str]:

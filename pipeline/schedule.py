@@ -133,11 +133,8 @@ class Worker:
             intake_report = intake_folder(self.rt.store, self.rt.settings, now)
             changed = intake_report.corrected + intake_report.updated > 0
             lifted = self.publish_lifted_embargoes(now)
-            digests: list[DigestRun] = []
-            try:
-                digests = make_due_digests(self.rt.store, self.rt.settings, self.rt.renderer, now)
-            except PipelineError as exc:
-                errors.append(f"digests: {exc}")
+            digests, digest_errors = make_due_digests(self.rt.store, self.rt.settings, self.rt.renderer, now)
+            errors += digest_errors
             report = self.dispatch_and_publish(self.due(now), rebuild=changed or bool(lifted))
             report.intake, report.feeds, report.digests, report.embargoes_lifted = intake_report, feeds, digests, lifted
             report.errors = errors + report.errors

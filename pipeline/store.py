@@ -688,6 +688,12 @@ class Store:
             ).scalar()
         return value
 
+    def digest_listed(self, name: str) -> set[int]:
+        """Every release a digest of this name has listed so far."""
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(digests.c.release_ids).where(digests.c.name == name)).scalars()
+            return {int(i) for ids in rows for i in ids}
+
     def record_digest(
         self,
         name: str,
@@ -697,15 +703,19 @@ class Store:
         audiences: Sequence[str],
         timezone: str,
         now: datetime,
+        previous_end: datetime | None = None,
     ) -> tuple[bool, int | None]:
         """Record one period of a digest, and with an `email` (there was something new) store it and schedule
         it for the period's end, all in one transaction. Returns (False, None) when this period was already
         recorded (by another process, or before a restart), else (True, the distribution id or None)."""
         start, end = period
         try:
-            return self._record_digest(name, (start, end), release_ids, email, audiences, timezone, now)
-        except sa.exc.IntegrityError:
-            return False, None  # another process recorded the same period between our check and insert
+            return self._record_digest(name, (start, end), release_ids, email, audiences, timezone, now, previous_end)
+        except sa.exc.IntegrityError as exc:
+            text = str(exc.orig)
+            if "uq_digest_once" in text or "digests.name, digests.period_end" in text:
+                return False, None  # another process recorded the same period between our check and insert
+            raise
 
     def _record_digest(
         self,
@@ -716,17 +726,16 @@ class Store:
         audiences: Sequence[str],
         timezone: str,
         now: datetime,
+        previous_end: datetime | None,
     ) -> tuple[bool, int | None]:
         start, end = period
         with self.engine.begin() as db:
-            done = db.execute(
-                sa.select(digests.c.id).where(digests.c.name == name, digests.c.period_end == end)
-            ).first()
-            if done is not None:
-                return False, None
+            latest = db.execute(sa.select(sa.func.max(digests.c.period_end)).where(digests.c.name == name)).scalar()
+            if latest != previous_end:
+                return False, None  # another process recorded a period since we looked: ours would overlap it
             release_id = dist_id = None
             if email is not None:
-                slug = f"digest-{name}-{end:%Y%m%dt%H%Mz}"
+                slug = f"digest-{name}-{end.astimezone(UTC):%Y%m%dt%H%Mz}"
                 release_id = db.execute(
                     releases.insert()
                     .values(slug=slug, created_at=now, **_release_values(email, now))

@@ -4,16 +4,25 @@ the cron's local time through a DST change, sent once, skipped when nothing is n
 from __future__ import annotations
 
 import email
+import threading
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import time_machine
+from apscheduler.triggers.cron import CronTrigger
 
 from pipeline.config import load_settings
+from pipeline.digest import make_due_digests, previous_fire
 from pipeline.errors import ConfigError
-from tests.conftest import CONFIG, run_cli, write_project
+from pipeline.models import Release
+from pipeline.runtime import Runtime
+from pipeline.schedule import JOB_TABLE, SweepReport, Worker
+from tests.conftest import CONFIG, run_cli, wait_until, write_project
 
 DIGEST = """\
 digests:
@@ -168,3 +177,124 @@ def test_a_misconfigured_digest_names_its_key(tmp_path: Path, entry: str, key: s
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert key in str(caught.value) and words in str(caught.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cron", ["30 1 * * *", "*/15 * * * *", "0 * * * *", "30 1 * * sun", "30 2 * * *", "0 8 1 * *"])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2026-11-01T05:45:00+00:00",
+        "2026-11-01T06:45:00+00:00",
+        "2026-11-01T12:00:00+00:00",
+        "2026-03-08T07:45:00+00:00",
+    ],
+)
+def test_the_latest_cron_time_is_found_across_daylight_saving_changes(cron: str, moment: str) -> None:
+    """Toronto's repeated hour (1–2 a.m. on 1 November 2026) and skipped hour (2–3 a.m. on 8 March)."""
+    trigger = CronTrigger.from_crontab(cron, timezone="America/Toronto")
+    at = datetime.fromisoformat(moment)
+    found = previous_fire(trigger, at)
+    assert found is not None and found <= at
+    following = trigger.get_next_fire_time(found, found.astimezone(UTC) + timedelta(microseconds=1))
+    assert following is not None
+    local = found.astimezone(ZoneInfo("America/Toronto"))
+    # Nothing the cron names lies between the one found and `at`, except the repeat of the same wall time.
+    assert following > at or following.astimezone(ZoneInfo("America/Toronto")).replace(tzinfo=None) == local.replace(
+        tzinfo=None
+    )
+
+
+def test_a_daily_digest_goes_once_on_the_day_the_clocks_go_back(tmp_path: Path, database_url: str | None) -> None:
+    config = write_project(
+        tmp_path,
+        {},
+        config=CONFIG + DIGEST.replace('"0 8 * * mon"', '"30 1 * * *"').replace("weekly", "daily"),
+        database=database_url,
+    )
+    assert run_cli(config, "contacts", "import", str(tmp_path / "contacts.csv")).exit_code == 0
+    with time_machine.travel("2026-10-31T02:00:00+00:00", tick=False):  # the first digest: nothing yet
+        assert "digest daily: nothing published" in run_cli(config, "run", "--once").output
+    with time_machine.travel("2026-10-31T15:00:00+00:00", tick=False):
+        _publish(config, "a", "Acme Ships a Quantum Thermometer", "2026-10-31")
+    # 01:30 EDT (05:30 UTC) is the digest; 01:30 EST an hour later is the same wall time again, not a second one.
+    for moment in ("2026-11-01T05:31:00+00:00", "2026-11-01T06:31:00+00:00", "2026-11-01T12:00:00+00:00"):
+        with time_machine.travel(moment, tick=False):
+            assert run_cli(config, "run", "--once").exit_code == 0
+    issues = _digests(load_settings(config).outbox_dir)
+    assert list(issues) == ["digest-daily-20261101t0530z"] and len(issues["digest-daily-20261101t0530z"]) == 4
+
+
+def test_a_release_on_a_period_end_is_listed_once_and_a_late_write_is_not_lost(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    config = write_project(tmp_path, {}, config=CONFIG + DIGEST, database=database_url)
+    settings = load_settings(config)
+    runtime = Runtime.open(settings)
+    end = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # Monday 08:00 EDT
+    ids = {}
+    for title, published in (
+        ("On the End Itself", end),
+        ("Just After the End", end + timedelta(microseconds=1)),
+        ("Earlier That Week", end - timedelta(days=3)),
+    ):
+        release_id, _ = runtime.store.save_release(Release(headline=title, body=("Text.",)), end - timedelta(days=7))
+        runtime.store.mark_published(release_id, published)
+        ids[title] = release_id
+    first, errors = make_due_digests(runtime.store, settings, runtime.renderer, end + timedelta(minutes=1))
+    assert errors == [] and [r.releases for r in first] == [2]
+    issue = runtime.store.digest_issue(runtime.store.distribution(first[0].distribution_id or 0).release_id)
+    assert issue is not None and [i.slug for i in issue.items] == [
+        runtime.store.release(ids["Earlier That Week"]).slug,
+        runtime.store.release(ids["On the End Itself"]).slug,
+    ]
+    # A release another process was publishing at that moment: stamped before the end, written after it.
+    late_id, _ = runtime.store.save_release(Release(headline="Written Late", body=("Text.",)), end)
+    runtime.store.mark_published(late_id, end - timedelta(seconds=1))
+    second, _ = make_due_digests(runtime.store, settings, runtime.renderer, end + timedelta(days=7, minutes=1))
+    later = runtime.store.digest_issue(runtime.store.distribution(second[0].distribution_id or 0).release_id)
+    assert later is not None and {i.id for i in later.items} == {ids["Just After the End"], late_id}
+    runtime.close()
+
+
+def test_a_broken_digest_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    broken = DIGEST.replace("    to: [all]\n", '    to: [all]\n    subject: "{{ count | nosuch }}"\n') + DIGEST.replace(
+        "digests:\n", ""
+    ).replace("name: weekly", "name: other")
+    config = write_project(tmp_path, {}, config=CONFIG + broken)
+    assert run_cli(config, "contacts", "import", str(tmp_path / "contacts.csv")).exit_code == 0
+    with time_machine.travel("2026-03-03T15:00:00+00:00", tick=False):
+        _publish(config, "a", "Acme Ships a Quantum Thermometer", "2026-03-03")
+    with time_machine.travel("2026-03-09T12:01:00+00:00", tick=False):
+        ran = run_cli(config, "run", "--once")
+    assert "digest weekly:" in ran.output and "nosuch" in ran.output
+    assert "digest other: 1 release(s)" in ran.output
+    assert list(_digests(load_settings(config).outbox_dir)) == ["digest-other-20260309t1200z"]
+
+
+def test_the_running_worker_makes_the_digest_by_its_own_timer(tmp_path: Path) -> None:
+    """The periodic sweep is an hour apart here: only the digest's APScheduler job can make it on time."""
+    config = write_project(
+        tmp_path,
+        {},
+        config=CONFIG.replace("  max_lateness: 2h\n", "  max_lateness: 2h\n  sweep_interval: 1h\n") + DIGEST,
+    )
+    settings = load_settings(config)
+    with time_machine.travel("2026-03-09T11:58:00+00:00", tick=True) as traveller:  # Monday 07:58 EDT
+        runtime = Runtime.open(settings)
+        worker = Worker(runtime)
+        started: list[SweepReport] = []
+        thread = threading.Thread(target=worker.run_forever, kwargs={"on_start": started.append}, daemon=True)
+        thread.start()
+        wait_until(lambda: bool(started), 20, "the start-up sweep")
+        with runtime.store.engine.begin() as db:
+            jobs: dict[str, float] = dict(db.execute(sa.text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all())
+        assert datetime.fromtimestamp(jobs["digest-weekly"], UTC) == datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+        assert runtime.store.last_digest_end("weekly") == datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # last Monday
+        traveller.shift(timedelta(minutes=2, seconds=1))
+        worker.wakeup()
+        recorded = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+        wait_until(lambda: runtime.store.last_digest_end("weekly") == recorded, 20, "the digest at 08:00")
+        worker.stop()
+        thread.join(10)
+    runtime.close()
