@@ -29,14 +29,18 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-# The desk's browser tests drive Debian's Chromium (Playwright never downloads a browser here). Installed with
-# apt-get when this runs as root (CI); otherwise the command to run is printed and those tests are skipped.
+# The desk's browser tests drive Debian's Chromium (Playwright never downloads a browser here), and the store,
+# dispatch and scheduling tests also run on a PostgreSQL server the tests start themselves from Debian's
+# binaries. Both are installed with apt-get when this runs as root (CI) and they are missing; otherwise the
+# command to run is printed and those tests are skipped.
+NEEDED_DEBS := $(strip $(if $(shell command -v chromium),,chromium) $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql))
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@if [ -n "$(NEEDED_DEBS)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the desk's browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-	  else echo "note: 'sudo apt-get install chromium' to run the desk's browser tests"; fi; }
+	    echo "installing Debian's $(NEEDED_DEBS) for the browser and PostgreSQL tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(NEEDED_DEBS) >/dev/null; \
+	  else echo "note: 'sudo apt-get install $(NEEDED_DEBS)' to run the browser and PostgreSQL tests"; fi; \
+	fi
 
 test: $(TEST_STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest -q

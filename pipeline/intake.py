@@ -27,6 +27,8 @@ def parse_when(text: str, zone: tzinfo, now: datetime) -> datetime:
         raise ScheduleError(
             f"cannot read time {text!r}: use 'now', '2026-03-08T09:00:00-05:00' or '2026-03-08 09:00' (read in {zone})"
         ) from None
+    if not 1970 <= when.year <= 2999:
+        raise ScheduleError(f"{text!r} is not a send time this pipeline can keep (years 1970 to 2999)")
     return when if when.tzinfo else localize(when, zone)
 
 
@@ -51,6 +53,7 @@ def queue_release(
     zone_name: str,
     origin: str | None = None,
     preview: bool = False,
+    held_note: str | None = None,
 ) -> tuple[int | None, bool]:
     """Store the release and schedule one distribution. Returns (distribution id or None, rescheduled).
 
@@ -74,7 +77,10 @@ def queue_release(
                 + ("" if release.embargo else ", and this release has no embargo")
             )
         release_id, _ = store.save_release(release)
-        return store.create_distribution(release_id, audiences, when, zone_name, channel=PREVIEW_CHANNEL), False
+        dist_id = store.create_distribution(
+            release_id, audiences, when, zone_name, channel=PREVIEW_CHANNEL, held_note=held_note
+        )
+        return dist_id, False
     if release.embargo and when < release.embargo:
         raise ScheduleError(
             f"send time {when.isoformat()} is before the embargo ({release.embargo.isoformat()}); "
@@ -87,7 +93,7 @@ def queue_release(
             if existing.status is DistributionStatus.SCHEDULED and existing.due_at != when:
                 return existing.id, reschedule(store, existing.id, when, zone_name)
             return None, False
-    return store.create_distribution(release_id, audiences, when, zone_name, origin=origin), False
+    return store.create_distribution(release_id, audiences, when, zone_name, origin=origin, held_note=held_note), False
 
 
 def queue_automatically(

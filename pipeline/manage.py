@@ -47,7 +47,13 @@ def hold(store: Store, distribution_id: int) -> str:
 
 
 def release(store: Store, distribution_id: int, now: datetime, retry_failed: bool = False) -> DistributionStatus:
-    """A paused distribution resumes; a held one becomes due now; with `retry_failed` failures go again."""
+    """A paused distribution resumes; a held one becomes due now; with `retry_failed` failures go again. One
+    awaiting approval is not released: only an approval lets it go."""
+    if awaiting_approval(store, distribution_id):
+        raise ScheduleError(
+            f"distribution {distribution_id} is awaiting approval; an approver other than the person who queued "
+            "it approves it on the desk"
+        )
     status = store.release_hold(distribution_id, now, retry_failed=retry_failed)
     if status is None:
         current = store.distribution(distribution_id).status

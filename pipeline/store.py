@@ -804,8 +804,10 @@ class Store:
         channel: str = "email",
         origin: str | None = None,
         now: datetime | None = None,
+        held_note: str | None = None,
     ) -> int | None:
-        """A new scheduled distribution; None when `origin` was already queued (automatic queueing)."""
+        """A new scheduled distribution (held, with `held_note`, when given: it waits for a person); None when
+        `origin` was already queued (automatic queueing)."""
         now = now or utcnow()
         with self.engine.begin() as db:
             if (
@@ -821,7 +823,8 @@ class Store:
                     channel=channel,
                     due_at=due_at,
                     timezone=timezone,
-                    status=DistributionStatus.SCHEDULED.value,
+                    status=(DistributionStatus.HELD if held_note else DistributionStatus.SCHEDULED).value,
+                    note=held_note,
                     origin=origin,
                     created_at=now,
                     updated_at=now,
@@ -1799,6 +1802,29 @@ class Store:
             rows = db.execute(query).all()
         return [AuditEntry(r.at, r.user, r.action, r.release_id, r.distribution_id, r.detail) for r in rows]
 
+    def queued_by(self, distribution_id: int) -> str | None:
+        """Who queued a distribution on the desk (None: the command line or the scheduler did)."""
+        with self.engine.begin() as db:
+            name: str | None = db.execute(
+                sa.select(audit.c.user)
+                .where(audit.c.distribution_id == distribution_id, audit.c.action == "queued")
+                .order_by(audit.c.id)
+                .limit(1)
+            ).scalar()
+        return name
+
+    def signed_out_since(self, user: str, since: datetime) -> bool:
+        """Whether `user` signed out (or was signed out everywhere) after `since`."""
+        with self.engine.begin() as db:
+            return (
+                db.execute(
+                    sa.select(audit.c.id)
+                    .where(audit.c.user == user, audit.c.action == "signed out", audit.c.at > since)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
     def release_summaries(self, limit: int = 200) -> list[ReleaseSummary]:
         """Releases newest first, without digests (they are emails, not releases)."""
         count = (
@@ -1830,12 +1856,19 @@ class Store:
         ]
 
     def delete_draft(self, release_id: int) -> bool:
-        """Remove a release nobody has seen: never queued, never published. True if removed."""
+        """Remove a release nobody has seen and nothing refers to: never queued, never published, not a partner
+        feed's entry, no translation naming it. True if removed; False leaves it as it is."""
         with self.engine.begin() as db:
-            used = db.execute(
-                sa.select(distributions.c.id).where(distributions.c.release_id == release_id).limit(1)
-            ).first()
-            if used is not None:
+            row = db.execute(sa.select(releases.c.slug).where(releases.c.id == release_id)).first()
+            if row is None:
+                return False
+            referred = [
+                sa.select(distributions.c.id).where(distributions.c.release_id == release_id),
+                sa.select(feed_entries.c.id).where(feed_entries.c.release_id == release_id),
+                sa.select(releases.c.id).where(releases.c.translation_of == row.slug),
+                sa.select(digests.c.id).where(digests.c.release_id == release_id),
+            ]
+            if any(db.execute(query.limit(1)).first() for query in referred):
                 return False
             db.execute(audit.update().where(audit.c.release_id == release_id).values(release_id=None))
             return bool(
@@ -1849,12 +1882,12 @@ class Store:
         in all, and which of the page's addresses are suppressed."""
         where = []
         if text.strip():
-            like = f"%{text.strip().lower()}%"
+            wanted = text.strip().lower()
             where.append(
                 sa.or_(
-                    sa.func.lower(contacts.c.email).like(like),
-                    sa.func.lower(sa.func.coalesce(contacts.c.name, "")).like(like),
-                    sa.func.lower(sa.func.coalesce(contacts.c.outlet, "")).like(like),
+                    sa.func.lower(contacts.c.email).contains(wanted, autoescape=True),
+                    sa.func.lower(sa.func.coalesce(contacts.c.name, "")).contains(wanted, autoescape=True),
+                    sa.func.lower(sa.func.coalesce(contacts.c.outlet, "")).contains(wanted, autoescape=True),
                 )
             )
         with self.engine.begin() as db:
@@ -1875,7 +1908,7 @@ class Store:
         """Suppressed addresses (None once forgotten), newest first: (address, reason, since)."""
         query = sa.select(suppressions).order_by(suppressions.c.created_at.desc()).limit(limit)
         if text.strip():
-            query = query.where(sa.func.lower(suppressions.c.address).like(f"%{text.strip().lower()}%"))
+            query = query.where(sa.func.lower(suppressions.c.address).contains(text.strip().lower(), autoescape=True))
         with self.engine.begin() as db:
             rows = db.execute(query).all()
         return [(r.address, r.reason, r.created_at) for r in rows]

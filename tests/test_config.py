@@ -76,3 +76,11 @@ def test_durations_reject_garbage_with_value_error(text: str) -> None:
     except ValueError:
         return
     assert value >= timedelta(0)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config.example.postgres.yaml"])
+def test_the_shipped_configurations_load(name: str) -> None:
+    from tests.conftest import ROOT
+
+    settings = load_settings(ROOT / name)
+    assert settings.database_url.startswith("sqlite:///" if name == "config.yaml" else "postgresql+psycopg://")

@@ -91,7 +91,7 @@ def guarded(rt: Runtime, view: View, approver: bool = False) -> Callable[[Reques
     """Sign-in, role and CSRF checks around a view, which then runs in a worker thread (it uses the database)."""
 
     async def endpoint(request: Request) -> Response:
-        user = await run_in_threadpool(signed_in, request, rt.store, rt.settings)
+        user = await run_in_threadpool(signed_in, request, rt.store, rt.settings, rt.clock())
         if user is None:
             if request.method != "GET":
                 return _refused(rt, request, 401, "Your session has ended. Sign in again, then repeat what you did.")
@@ -99,7 +99,9 @@ def guarded(rt: Runtime, view: View, approver: bool = False) -> Callable[[Reques
         form = None
         if request.method == "POST":
             declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_UPLOAD:
+            if not (declared.isascii() and declared.isdigit()):  # browsers always say; a stream could not be capped
+                return _refused(rt, request, 411, "A form must be sent with its length (Content-Length).")
+            if int(declared) > MAX_UPLOAD:
                 return _refused(rt, request, 413, f"That upload is over {MAX_UPLOAD // 2**20} MB.")
             form = await request.form(max_files=1, max_fields=200)
             if not csrf_ok(request, form.get(CSRF_FIELD)):
@@ -117,6 +119,8 @@ def guarded(rt: Runtime, view: View, approver: bool = False) -> Callable[[Reques
             return await run_in_threadpool(view, ctx)
         except NotFoundError as exc:
             return _refused(rt, request, 404, str(exc), user)
+        except OverflowError:
+            return _refused(rt, request, 400, "That date is outside the years this desk can keep.", user)
         except PipelineError as exc:
             return _refused(rt, request, 400, str(exc), user)
         finally:

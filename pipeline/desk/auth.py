@@ -91,13 +91,40 @@ def csrf_ok(request: Request, posted: object) -> bool:
     return isinstance(expected, str) and isinstance(posted, str) and hmac.compare_digest(expected, posted)
 
 
-def sign_in(request: Request, user: DeskUser, now: datetime) -> None:
+def _fingerprint(settings: Settings, password_hash: str) -> str:
+    """Ties a session to the password it was opened with: changing the password ends every other session."""
+    return hmac.new(session_secret(settings).encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def sign_in(request: Request, store: Store, settings: Settings, user: DeskUser, now: datetime) -> None:
     """A fresh session for the user (a new CSRF token too, so one planted before sign-in is useless)."""
+    found = _stored(store, settings, user.name)
+    assert found is not None
     request.session.clear()
-    request.session.update({"user": user.name, "since": now.isoformat(), "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "user": user.name,
+            "since": now.isoformat(),
+            "fp": _fingerprint(settings, found[1]),
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
 
 
-def signed_in(request: Request, store: Store, settings: Settings) -> DeskUser | None:
-    """The signed-in user, still known (a removed user's session ends at their next request)."""
-    name = request.session.get("user")
-    return find_user(store, settings, name) if isinstance(name, str) else None
+def signed_in(request: Request, store: Store, settings: Settings, now: datetime) -> DeskUser | None:
+    """The signed-in user, if the session is still good: the user still exists with the same password, the
+    session is younger than `desk.session_lifetime`, and they have not signed out since (signing out ends
+    the user's sessions everywhere, so a copied cookie dies with it)."""
+    name, since, fingerprint = (request.session.get(key) for key in ("user", "since", "fp"))
+    if not (isinstance(name, str) and isinstance(since, str) and isinstance(fingerprint, str)):
+        return None
+    try:
+        started = datetime.fromisoformat(since)
+    except ValueError:
+        return None
+    found = _stored(store, settings, name)
+    if found is None or not hmac.compare_digest(_fingerprint(settings, found[1]), fingerprint):
+        return None
+    if now - started > settings.desk.session_lifetime or store.signed_out_since(name, started):
+        return None
+    return found[0]

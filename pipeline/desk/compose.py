@@ -13,15 +13,30 @@ import yaml
 
 from pipeline.errors import FormError
 from pipeline.models import Release
-from pipeline.parse.dates import localize
+from pipeline.parse.dates import localize, zone_named
 
-FIELDS = ("headline", "subheadline", "date", "dateline", "language", "categories", "body", "about", "contacts")
+# Every field of the form, as posted (embargo_utc: the exact instant the page showed, see _embargo).
+FIELDS = (
+    "headline",
+    "subheadline",
+    "date",
+    "dateline",
+    "language",
+    "categories",
+    "embargo",
+    "embargo_tz",
+    "embargo_utc",
+    "body",
+    "about",
+    "contacts",
+)
 
 
 def form_of(release: Release, zone: str) -> dict[str, str]:
     """The release as the form shows it: plain text, one blank line between paragraphs and blocks."""
     embargo = release.embargo.astimezone(ZoneInfo(zone)) if release.embargo else None
     return {
+        "embargo_utc": release.embargo.isoformat() if release.embargo else "",
         "headline": release.headline or "",
         "subheadline": release.subheadline or "",
         "date": release.date.isoformat() if release.date else "",
@@ -62,13 +77,7 @@ def document_of(form: Mapping[str, str], corrects: str | None = None) -> str:
             raise FormError(f"date {day!r} is not YYYY-MM-DD", field="date")
         meta["date"] = day
     if embargo := form.get("embargo", "").strip():
-        zone_name = form.get("embargo_tz", "").strip() or "UTC"
-        try:
-            local = datetime.fromisoformat(embargo)
-            zone = ZoneInfo(zone_name)
-        except (ValueError, KeyError) as exc:
-            raise FormError(f"embargo {embargo!r} in {zone_name!r}: {exc}", field="embargo") from exc
-        meta["embargo"] = (local if local.tzinfo else localize(local, zone)).isoformat()
+        meta["embargo"] = _embargo(embargo, form.get("embargo_tz", "").strip() or "UTC", form.get("embargo_utc", ""))
     if language := form.get("language", "").strip():
         meta["language"] = language
     if categories := [c.strip() for c in form.get("categories", "").split(",") if c.strip()]:
@@ -89,6 +98,27 @@ def document_of(form: Mapping[str, str], corrects: str | None = None) -> str:
         for block in contacts:
             parts += ["  \n".join(line.strip() for line in block.split("\n") if line.strip()), ""]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _embargo(local_text: str, zone_name: str, shown: str) -> str:
+    """The embargo as ISO 8601 with its offset. The form's local time cannot tell the two 01:30s of the autumn
+    change apart, so while it still shows the instant the page was made with (`shown`), that instant is kept."""
+    zone = zone_named(zone_name)
+    if zone is None:
+        raise FormError(f"unknown time zone {zone_name!r} (e.g. America/Toronto)", field="embargo")
+    try:
+        local = datetime.fromisoformat(local_text)
+    except ValueError as exc:
+        raise FormError(f"embargo {local_text!r}: not a date and time", field="embargo") from exc
+    if not 1970 <= local.year <= 2999:
+        raise FormError(f"embargo {local_text!r}: the year must be between 1970 and 2999", field="embargo")
+    try:
+        exact = datetime.fromisoformat(shown) if shown else None
+    except ValueError:
+        exact = None
+    if exact is not None and exact.tzinfo and f"{exact.astimezone(zone):%Y-%m-%dT%H:%M}" == local_text[:16]:
+        return exact.isoformat()
+    return (local if local.tzinfo else localize(local, zone)).isoformat()
 
 
 def _join(paragraphs: list[str]) -> list[str]:

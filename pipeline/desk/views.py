@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import tempfile
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from pipeline.desk import PAGE_HEADERS, PREFIX, Ctx, _refused, guarded
 from pipeline.desk.auth import CSRF_FIELD, authenticate, csrf_ok, csrf_token, sign_in
 from pipeline.desk.charts import month_of as calendar_month
 from pipeline.desk.charts import timeline_svg
-from pipeline.desk.compose import document_of, form_of
+from pipeline.desk.compose import FIELDS, document_of, form_of
 from pipeline.errors import FormError, NotFoundError, ReleaseParseError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
@@ -87,13 +87,16 @@ def login_routes(rt: Runtime) -> list[BaseRoute]:
         if user is None:
             error = "That name and password do not match a desk user."
             return _login_page(rt, request, 401, error, str(form.get("next") or ""))
-        sign_in(request, user, rt.clock())
+        await run_in_threadpool(sign_in, request, rt.store, rt.settings, user, rt.clock())
         await run_in_threadpool(rt.store.record_audit, user.name, "signed in", rt.clock())
         return RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
 
     async def logout(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=10)
         if csrf_ok(request, form.get(CSRF_FIELD)):
+            name = request.session.get("user")
+            if isinstance(name, str):  # ends this user's sessions everywhere, copied cookies included
+                await run_in_threadpool(rt.store.record_audit, name, "signed out", rt.clock())
             request.session.clear()
         return RedirectResponse(f"{PREFIX}/login", status_code=303)
 
@@ -141,6 +144,8 @@ def calendar_view(ctx: Ctx) -> Response:
     try:
         first = date.fromisoformat(asked + "-01") if asked else today.replace(day=1)
     except ValueError:
+        first = today.replace(day=1)
+    if not 1971 <= first.year <= 2998:  # room for the previous and next month links
         first = today.replace(day=1)
     month = calendar_month(first)
     by_day: dict[date, list[Any]] = {}
@@ -195,9 +200,7 @@ def release_upload(ctx: Ctx) -> Response:
 
 
 def _parse_form(ctx: Ctx, corrects: str | None = None) -> tuple[Release, dict[str, str]]:
-    fields = ("headline", "subheadline", "date", "dateline", "language", "categories", "embargo", "embargo_tz")
-    form = {key: ctx.value(key) for key in fields}
-    form |= {key: ctx.value(key) for key in ("body", "about", "contacts")}
+    form = {key: ctx.value(key) for key in FIELDS}
     text = document_of(form, corrects=corrects)
     with tempfile.TemporaryDirectory(prefix="desk-form-") as folder:
         path = Path(folder) / "release.md"
@@ -218,8 +221,7 @@ def release_write(ctx: Ctx) -> Response:
 
 
 def _form_again(ctx: Ctx, stored: StoredRelease | None, exc: FormError) -> Response:
-    fields = ("headline", "subheadline", "date", "dateline", "language", "categories", "embargo", "embargo_tz")
-    form = {key: ctx.value(key) for key in (*fields, "body", "about", "contacts")}
+    form = {key: ctx.value(key) for key in FIELDS}
     errors = {exc.field or "form": str(exc)}
     return ctx.page(
         "write.html", 400, form=form, release=stored, errors=errors, zones=_zones(), suffixes=UPLOAD_SUFFIXES
@@ -253,19 +255,31 @@ def release_edit(ctx: Ctx) -> Response:
     if ctx.form is None:
         form = form_of(stored.release, ctx.rt.settings.timezone)
         return ctx.page("write.html", form=form, release=stored, errors={}, zones=_zones(), suffixes=UPLOAD_SUFFIXES)
-    store = ctx.rt.store
-    started = stored.published_at is not None or any(d.release_id == stored.id for d in store.distributions())
+    store, now = ctx.rt.store, ctx.rt.clock()
+    own = [d for d in store.distributions() if d.release_id == stored.id]
+    started = stored.published_at is not None or bool(own)
     try:
-        release, _ = _parse_form(ctx)
-        if release.slug != stored.slug and started:
-            # Queued or public: the edit replaces this release in place (same slug, page and ledger).
-            release, _ = _parse_form(ctx, corrects=stored.slug)
+        # Queued or public: the edit replaces this release in place (same slug, page and ledger).
+        release, _ = _parse_form(ctx, corrects=stored.slug if started else None)
     except FormError as exc:
         return _form_again(ctx, stored, exc)
-    new_id, state = store.save_release(release, ctx.rt.clock())
-    if new_id != stored.id and not started:
-        store.delete_draft(stored.id)  # the headline or date changed: the draft now has another slug
-    store.record_audit(ctx.user.name, "edited", ctx.rt.clock(), f"{state}: {release.title!r}", release_id=new_id)
+    new_id, state = store.save_release(release, now)
+    if new_id != stored.id and not started and not store.delete_draft(stored.id):
+        ctx.flash("ok", f"the earlier draft (release {stored.id}) is kept: something refers to it")
+    store.record_audit(ctx.user.name, "edited", now, f"{state}: {release.title!r}", release_id=new_id)
+    if ctx.rt.settings.desk.require_approval and state != "unchanged":
+        # What was approved is not what would go out any more: its waiting distributions need approval again.
+        note = f"{manage.AWAITING_APPROVAL} again (edited by {ctx.user.name})"
+        for dist in own:
+            if dist.status in (DistributionStatus.SCHEDULED, DistributionStatus.HELD) and store.set_status(
+                dist.id,
+                DistributionStatus.HELD,
+                note,
+                only_from=[DistributionStatus.SCHEDULED, DistributionStatus.HELD],
+            ):
+                store.record_audit(
+                    ctx.user.name, "needs approval again", now, "the release was edited", new_id, dist.id
+                )
     ctx.flash("ok", f"saved ({state})")
     return ctx.redirect(f"/releases/{new_id}")
 
@@ -327,19 +341,24 @@ def release_queue(ctx: Ctx) -> Response:
     audiences = {name: manage.recipient_count(rt.store, rt.settings, [name]) for name in rt.settings.audiences}
     if ctx.form is None:
         zone_name = rt.settings.timezone
-        due = default_due(stored.release, ZoneInfo(zone_name), rt.clock()).astimezone(ZoneInfo(zone_name))
+        due = default_due(stored.release, ZoneInfo(zone_name), rt.clock())
         chosen = list(stored.release.audiences or rt.settings.releases.default_audiences)
-        form = {"at": due.strftime("%Y-%m-%dT%H:%M"), "tz": zone_name, "preview": ""}
+        form = {"at": _local_input(due, ZoneInfo(zone_name)), "at_utc": due.isoformat(), "tz": zone_name, "preview": ""}
         return ctx.page(
             "queue_form.html", stored=stored, audiences=audiences, chosen=chosen, form=form, count=None, zones=_zones()
         )
     chosen = [a for a in ctx.values("audience") if a in audiences]
-    form = {"at": ctx.value("at"), "tz": ctx.value("tz") or rt.settings.timezone, "preview": ctx.value("preview")}
+    form = {
+        "at": ctx.value("at"),
+        "at_utc": ctx.value("at_utc"),
+        "tz": ctx.value("tz") or rt.settings.timezone,
+        "preview": ctx.value("preview"),
+    }
     preview = form["preview"] == "1"
     if not chosen:
         raise FormError("choose at least one audience", field="audience")
     zone, zone_name = zone_or_default(form["tz"], rt.settings)
-    when = parse_when(form["at"].replace("T", " ") if form["at"] else "now", zone, rt.clock())
+    when = _when(ctx, "at", zone, rt.clock())
     count = manage.recipient_count(rt.store, rt.settings, chosen, preview)
     if ctx.value("step") != "confirm":  # first the count and the time, in words; then a confirmation
         return ctx.page(
@@ -352,14 +371,16 @@ def release_queue(ctx: Ctx) -> Response:
             when=manage.local(when, zone_name),
             zones=_zones(),
         )
-    dist_id, _ = queue_release(rt.store, rt.settings, stored.release, chosen, when, zone_name, preview=preview)
+    approval = rt.settings.desk.require_approval
+    note = f"{manage.AWAITING_APPROVAL} (queued by {ctx.user.name})" if approval else None
+    dist_id, _ = queue_release(
+        rt.store, rt.settings, stored.release, chosen, when, zone_name, preview=preview, held_note=note
+    )
     assert dist_id is not None
     what = "embargoed preview" if preview else "distribution"
     detail = f"{what} to {', '.join(chosen)} ({count} recipients) for {manage.local(when, zone_name)}"
     rt.store.record_audit(ctx.user.name, "queued", rt.clock(), detail, stored.id, dist_id)
-    if rt.settings.desk.require_approval:
-        note = f"{manage.AWAITING_APPROVAL} (queued by {ctx.user.name})"
-        rt.store.set_status(dist_id, DistributionStatus.HELD, note, only_from=[DistributionStatus.SCHEDULED])
+    if approval:
         ctx.flash("ok", f"queued {detail}; it waits for an approver other than you")
     else:
         ctx.flash("ok", f"queued {detail}")
@@ -367,6 +388,27 @@ def release_queue(ctx: Ctx) -> Response:
 
 
 # --- distributions -----------------------------------------------------------------------------------------
+
+
+def _when(ctx: Ctx, field: str, zone: tzinfo, now: datetime) -> datetime:
+    """The time a form's `field` names (empty: now). A datetime-local field cannot tell the two 01:30s of the
+    autumn change apart, so the page also carries the exact instant it showed (`<field>_utc`): while the local
+    time is unchanged, that instant is kept."""
+    text = ctx.value(field)
+    shown = ctx.value(f"{field}_utc")
+    if text and shown:
+        try:
+            exact = datetime.fromisoformat(shown)
+        except ValueError:
+            exact = None
+        if exact is not None and exact.tzinfo and _local_input(exact, zone) == text[:16]:
+            return exact
+    return parse_when(text.replace("T", " ") if text else "now", zone, now)
+
+
+def _local_input(moment: datetime, zone: tzinfo) -> str:
+    """A moment as a datetime-local field shows it."""
+    return f"{moment.astimezone(zone):%Y-%m-%dT%H:%M}"
 
 
 def _progress(ctx: Ctx, dist_id: int) -> dict[str, Any]:
@@ -392,7 +434,7 @@ def distribution_show(ctx: Ctx) -> Response:
     dist = store.distribution(dist_id)
     stored = store.release(dist.release_id)
     audit = store.audit_log(distribution_id=dist_id, limit=50)
-    queued_by = next((a.user for a in reversed(audit) if a.action == "queued"), None)
+    queued_by = store.queued_by(dist_id)
     waiting_approval = manage.awaiting_approval(store, dist_id)
     return ctx.page(
         "distribution.html",
@@ -425,15 +467,17 @@ def _act(ctx: Ctx, action: str) -> Response:
     elif action == "cancel":
         detail = f"cancelled; {manage.cancel(store, dist_id)} recipients will not be sent"
     elif action == "approve":
-        queued_by = next((a.user for a in store.audit_log(distribution_id=dist_id) if a.action == "queued"), None)
-        if queued_by == ctx.user.name:
+        if store.queued_by(dist_id) == ctx.user.name:
             raise FormError("a distribution needs an approver other than the person who queued it")
         detail = (
             f"approved; goes {manage.local(manage.approve(store, dist_id, now), store.distribution(dist_id).timezone)}"
         )
     else:  # reschedule
+        held = store.distribution(dist_id).status is DistributionStatus.HELD
+        if held and not ctx.user.approver and not manage.awaiting_approval(store, dist_id):
+            raise FormError("only an approver may move a held distribution (moving it lets it go)")
         zone, zone_name = zone_or_default(ctx.value("tz") or store.distribution(dist_id).timezone, ctx.rt.settings)
-        when = parse_when(ctx.value("at").replace("T", " ") or "now", zone, now)
+        when = _when(ctx, "at", zone, now)
         manage.reschedule(store, dist_id, when, zone_name)
         detail = f"rescheduled for {manage.local(when, zone_name)}"
     dist = store.distribution(dist_id)
@@ -448,7 +492,7 @@ def _act(ctx: Ctx, action: str) -> Response:
 def contacts_list(ctx: Ctx) -> Response:
     text = ctx.request.query_params.get("q", "")[:200]
     asked = ctx.request.query_params.get("page", "1")
-    page = max(1, int(asked)) if asked.isdigit() and len(asked) < 7 else 1
+    page = max(1, int(asked)) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1
     size = 50
     people, total, suppressed = ctx.rt.store.search_contacts(text, size, (page - 1) * size)
     pages = max(1, -(-total // size))

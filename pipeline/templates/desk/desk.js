@@ -33,7 +33,13 @@ function followProgress(section) {
   async function poll() {
     try {
       const answer = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (!answer.ok) return;
+      const type = answer.headers.get("Content-Type") || "";
+      if (!answer.ok || !type.startsWith("application/json")) {
+        // Signed out (the answer is the sign-in page) or refused: stop, and say so instead of going quiet.
+        live = false;
+        document.getElementById("dist-progress-text").textContent = "Progress stopped updating: reload the page (you may need to sign in again).";
+        return;
+      }
       const p = await answer.json();
       document.getElementById("dist-status").textContent = p.status;
       document.getElementById("dist-status").className = "status status-" + p.status;
