@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,17 @@ from pipeline.unsubscribe import UnsubscribeLinks
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class StoreRateGate:
+    """Send slots kept in the database, so a message rate holds for every worker sharing it."""
+
+    store: Store
+    name: str
+
+    def reserve(self, count: int, interval: float) -> float:
+        return self.store.reserve_slots(self.name, count, interval, time.time())
 
 
 @dataclass
@@ -50,7 +62,9 @@ class Runtime:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"cannot load {cafile}: {exc}", key="smtp.ca_file") from exc
             password = self.settings.smtp_password()
-            return SmtpTransport(smtp, password, clock=self.clock, tls_context=context)
+            return SmtpTransport(
+                smtp, password, clock=self.clock, tls_context=context, gate=StoreRateGate(self.store, "smtp")
+            )
         return OutboxTransport(self.settings.outbox_dir, self.clock)
 
     def dispatcher(self) -> Dispatcher:

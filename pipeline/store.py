@@ -242,6 +242,13 @@ workers = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
 
+rate_slots = sa.Table(
+    "rate_slots",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),  # a provider, e.g. smtp
+    sa.Column("next_free", sa.Float, nullable=False),  # seconds since the epoch: the next send slot nobody holds
+)
+
 feed_sources = sa.Table(
     "feed_sources",
     metadata,
@@ -1930,6 +1937,21 @@ class Store:
             ).all()
         points += [(r.occurred_at, str(r.kind)) for r in rows]
         return sorted(points)
+
+    # --- a rate shared by all workers --------------------------------------------------------------------
+
+    def reserve_slots(self, name: str, count: int, interval: float, now: float) -> float:
+        """Reserve `count` send slots `interval` seconds apart for provider `name`, after every slot any worker
+        holds: returns when the first starts (seconds since the epoch). One row per provider, locked for the
+        moment of the update (FOR UPDATE on PostgreSQL; SQLite's write transactions queue)."""
+        with self.engine.begin() as db:
+            db.execute(_insert_ignoring_duplicates(self.engine, rate_slots, ["name"]).values(name=name, next_free=now))
+            free = db.execute(
+                sa.select(rate_slots.c.next_free).where(rate_slots.c.name == name).with_for_update()
+            ).scalar_one()
+            start = max(float(free), now)
+            db.execute(rate_slots.update().where(rate_slots.c.name == name).values(next_free=start + count * interval))
+        return start
 
     # --- workers ---------------------------------------------------------------------------------------
 

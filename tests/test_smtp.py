@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -209,3 +210,40 @@ def test_a_message_is_well_formed_for_any_address_and_line_ending(runtime: Runti
     raw = MessageTemplate(rendition).render(runtime.links.recipient(3, "josé@example.com", None), datetime.now(UTC))
     assert b"\r\n" in raw and b"\r" not in raw.replace(b"\r\n", b"")
     assert b"\nTo: <jos\xc3\xa9@example.com>\r\n" in raw
+
+
+def test_the_message_rate_holds_for_all_workers_together(settings: Settings, project: Path) -> None:
+    """Two transports (as in two `pipeline run` processes) share the database's send slots: at five a second
+    between them, twenty messages take 3.8 s of the shared clock, one slot after another, not 1.8 s each."""
+    with FakeSmtp() as relay:
+        smtp = settings.smtp.model_copy(
+            update={"host": relay.host, "port": relay.port, "security": "none", "rate_per_second": 5}
+        )
+        clock = [1_800_000_000.0]
+        sent_at: list[float] = []  # each message: the clock when the transport was free to send it
+
+        def wallclock() -> float:  # read once per message, just before it waits for its slot (if it must)
+            sent_at.append(clock[0])
+            return clock[0]
+
+        def sleep(seconds: float) -> None:
+            clock[0] += seconds
+            sent_at[-1] = clock[0]
+
+        rt = Runtime.open(settings)
+
+        class Gate:
+            def reserve(self, count: int, interval: float) -> float:
+                return rt.store.reserve_slots("smtp", count, interval, clock[0])
+
+        release = parse_release(project.parent / "releases" / "acme.txt", rt.settings.zone)
+        rendition = rt.renderer.email(release, release.slug)
+        for worker in range(2):
+            transport = SmtpTransport(smtp, None, sleep=sleep, wallclock=wallclock, gate=Gate())
+            people = [rt.links.recipient(i, f"w{worker}r{i}@example.com", None) for i in range(10)]
+            assert [r.outcome for r in transport.send(rendition, people)] == ["accepted"] * 10
+            transport.close()
+        rt.close()
+    steps = [round(b - a, 6) for a, b in itertools.pairwise(sent_at)]
+    assert steps == [0.2] * 19, steps
+    assert len(relay.received) == 20

@@ -3,6 +3,7 @@ claims."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,3 +156,28 @@ def test_a_category_opt_out_made_mid_send_is_honoured_at_the_next_claim(url: str
     statuses = {d["address"]: d["status"] for d in store.deliveries_of(dist)}
     assert statuses["p1@example.com"] == "suppressed"
     store.close()
+
+
+def test_send_slots_reserved_at_once_by_several_workers_never_overlap(url: str) -> None:
+    store = _store(url)
+    taken: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        own = _store(url)
+        for _ in range(10):
+            start = own.reserve_slots("smtp", 5, 0.1, 1_800_000_000.0)
+            with lock:
+                taken.append((start, start + 5 * 0.1))
+        own.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    taken.sort()
+    assert len(taken) == 40
+    assert all(b[0] >= a[1] - 1e-6 for a, b in itertools.pairwise(taken))  # one after another
+    assert taken[-1][1] == pytest.approx(1_800_000_000.0 + 40 * 5 * 0.1)

@@ -27,6 +27,14 @@ from pipeline.models import Recipient, SendResult
 from pipeline.render import EmailRendition
 
 
+class RateGate(Protocol):
+    """Send slots shared by every worker, so a configured message rate holds for all of them together."""
+
+    def reserve(self, count: int, interval: float) -> float:
+        """`count` consecutive slots `interval` seconds apart; when the first starts (seconds since the epoch)."""
+        ...
+
+
 class Transport(Protocol):
     name: str
     idempotent: bool

@@ -25,6 +25,7 @@ from pipeline.errors import PermanentSendError, TransientSendError
 from pipeline.message import MessageTemplate
 from pipeline.models import Outcome, Recipient, SendResult
 from pipeline.render import EmailRendition
+from pipeline.send.base import RateGate
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -62,9 +63,13 @@ class SmtpTransport:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         tls_context: ssl.SSLContext | None = None,
+        gate: RateGate | None = None,
+        wallclock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.password = settings, password
         self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
+        # With a gate (the database's, from Runtime), smtp.rate_per_second holds for all workers together.
+        self.gate, self.wallclock = gate, wallclock
         self.tls_context = tls_context or ssl.create_default_context()
         # Each sending lane (thread) keeps its own connection; `smtp.connections` lanes send side by side.
         self.concurrency = settings.connections
@@ -151,9 +156,13 @@ class SmtpTransport:
     # --- sending -------------------------------------------------------------------------------------
 
     def _pace(self) -> None:
-        """Hold to `smtp.rate_per_second` over all lanes together: each message takes the next free slot."""
+        """Hold to `smtp.rate_per_second` over all lanes together (and, with a gate, over all workers): each
+        message takes the next free slot."""
         rate = self.settings.rate_per_second
         if rate <= 0:
+            return
+        if self.gate is not None:
+            self._pace_shared(rate, self.gate)
             return
         with self._lock:
             now = self.monotonic()
@@ -161,6 +170,20 @@ class SmtpTransport:
             self._next_slot = slot + 1.0 / rate
         if slot > now:
             self.sleep(slot - now)
+
+    def _pace_shared(self, rate: float, gate: RateGate) -> None:
+        """Slots from the gate, a block at a time per lane (at most a second's worth, so an unused tail at
+        the end of a batch costs little), one database round trip per block rather than per message."""
+        block: list[float] | None = getattr(self._local, "block", None)
+        if not block or block[1] <= 0:
+            size = float(max(1, min(int(rate), 20)))
+            block = self._local.block = [gate.reserve(int(size), 1.0 / rate), size, size]
+        start, left, size = block
+        slot = start + (size - left) / rate
+        block[1] = left - 1
+        wait = slot - self.wallclock()
+        if wait > 0:
+            self.sleep(wait)
 
     def _transmit(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> str:
         """One message on an open connection; returns the relay's queue id text. Raises _Reply, _Dropped,
