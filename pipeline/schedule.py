@@ -213,23 +213,25 @@ class Worker:
                 if on_standby:
                     on_standby(self.rt.store.lease_holder(SCHEDULER_LEASE, self.rt.clock()) or "another process")
                     on_standby = None  # said once
-                self.send_share()
-                self._stop.wait(pause)
+                if not any(r.cut_short for r in self.send_share(timedelta(seconds=pause))):
+                    self._stop.wait(pause)  # nothing left to help with: look again in a while
         finally:
             self._stop.set()
             self.rt.store.give_up_lease(SCHEDULER_LEASE, me)
             self.rt.store.remove_worker(me)
 
-    def send_share(self) -> list[DispatchReport]:
+    def send_share(self, for_at_most: timedelta | None = None) -> list[DispatchReport]:
         """What a worker that does not schedule does: help send the distributions the scheduler has started.
-        Claims are atomic, so any number of workers share one distribution's batches without overlap."""
+        Claims are atomic, so any number of workers share one distribution's batches without overlap. With
+        `for_at_most`, it comes back after about that long (plus a batch), so a standby checks the scheduler
+        lease often enough to take over within `schedule.leader_lease` even during a long send."""
         reports = []
         with self._lock:
             for dist in self.rt.store.distributions([DistributionStatus.SENDING]):
                 if self._stop.is_set():
                     break
                 try:
-                    reports.append(self.rt.dispatcher().dispatch(dist.id))
+                    reports.append(self.rt.dispatcher().dispatch(dist.id, for_at_most=for_at_most))
                 except PipelineError as exc:
                     log.warning("distribution %s: %s", dist.id, exc)
         return reports

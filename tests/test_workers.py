@@ -84,10 +84,19 @@ def test_three_workers_share_one_distribution_and_a_killed_one_loses_nothing(
 
             # Some way into the send (each worker has had time for a few requests), all three holding batches.
             wait_until(lambda: server.requests >= 40 and len(holders()) == 3, 60, "all three workers sending")
-            victim_name = sorted(holders())[0]
-            victim = names[victim_name]
-            victim.send_signal(signal.SIGKILL)  # mid-send: it holds a claimed or in-flight batch
+            scheduler = next(
+                w for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3) if w.leases
+            )
+            victim = names[scheduler.name]
+            victim.send_signal(signal.SIGKILL)  # the scheduler, mid-send: it holds a claimed or in-flight batch
             victim.wait()
+
+            def new_scheduler() -> str | None:
+                listing = json.loads(run_cli(config, "workers", "--json").output)
+                return next((w["worker"] for w in listing if w["role"] == "scheduler"), None)
+
+            # A sender busy with the distribution still takes the schedule over within the lease (3 s here).
+            wait_until(lambda: new_scheduler() not in (None, scheduler.name), 15, "another worker to schedule")
 
             def finished() -> bool:
                 status = runtime.store.distribution(dist.id).status

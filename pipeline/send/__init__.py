@@ -55,6 +55,7 @@ class DispatchReport:
     in_doubt: int = 0
     waiting: str | None = None  # why nothing was sent, when nothing was
     published: bool = False
+    cut_short: bool = False  # stopped at `for_at_most` with work left (another call goes on with it)
     errors: list[str] = field(default_factory=list)
 
 
@@ -69,6 +70,7 @@ class _Run:
     batch_size: int
     progress: Callable[[int, int], None] | None
     categories: tuple[str, ...] = ()  # the release's, for opt-outs made while it is being sent
+    until: float | None = None  # time.monotonic() after which lanes claim no more
     done: int = 0
     consecutive_failures: int = 0
     stopped: bool = False
@@ -138,9 +140,15 @@ class Dispatcher:
         self.clock, self.sleep = clock, sleep
         self.worker = worker_id()
 
-    def dispatch(self, distribution_id: int, progress: Callable[[int, int], None] | None = None) -> DispatchReport:
+    def dispatch(
+        self,
+        distribution_id: int,
+        progress: Callable[[int, int], None] | None = None,
+        for_at_most: timedelta | None = None,
+    ) -> DispatchReport:
         """Send what is due of one distribution. Safe to call any number of times, from any number of
-        processes: the ledger and atomic claims make a second call continue, never repeat."""
+        processes: the ledger and atomic claims make a second call continue, never repeat. With `for_at_most`,
+        no batch is claimed after that long (a worker that must also watch for other duties comes back)."""
         dist = self.store.distribution(distribution_id)
         report = DispatchReport(distribution_id, dist.status)
         if dist.status not in (DistributionStatus.SCHEDULED, DistributionStatus.SENDING):
@@ -196,6 +204,7 @@ class Dispatcher:
             total=self.store.open_count(dist.id),
             batch_size=min(self.settings.send.batch_size, self.transport.max_batch(self.settings.send.lease)),
             progress=progress,
+            until=time.monotonic() + for_at_most.total_seconds() if for_at_most else None,
         )
         try:
             lanes = max(1, self.transport.concurrency)
@@ -215,6 +224,9 @@ class Dispatcher:
         each counts its own retries, so one outage seen by every lane at once is one retry, not several."""
         retries = 0
         while not run.stopped:
+            if run.until is not None and time.monotonic() > run.until:
+                run.report.cut_short = True
+                return
             lease_until = self.clock() + self.settings.send.lease
             batch = self.store.claim(run.dist_id, self.worker, run.batch_size, lease_until, run.categories)
             if not batch:  # nothing left, or the distribution no longer sending
