@@ -119,6 +119,11 @@ BOTH_ENGINES = {
     "test_web",
     "test_postgres",
     "test_workers",
+    "test_contacts",
+    "test_ingest",
+    "test_partner_polling",
+    "test_previews",
+    "test_smtp",
 }
 
 

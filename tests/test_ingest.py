@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.config import load_settings
 from pipeline.errors import IngestError
 from pipeline.parse.feeds import read_feed
 from pipeline.store import Store
@@ -122,7 +123,7 @@ def ingest(project: Path, *args: str) -> tuple[int, dict[str, Any] | str]:
 
 
 def _db(project: Path) -> Store:
-    return Store.open(f"sqlite:///{project.parent}/var/test.db")
+    return Store.open(load_settings(project).database_url)
 
 
 def test_second_run_adds_nothing_and_sends_validators(project: Path, feed_server: FeedServer) -> None:
