@@ -6,16 +6,19 @@ import os
 import re
 import shutil
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from pipeline.config import Settings, load_settings
 from pipeline.runtime import Runtime
+from pipeline.schedule import JOB_TABLE, SweepReport, Worker
 from tests import pg_server
 from tests.pg_server import PgServer
 
@@ -179,6 +182,23 @@ def run_cli(config: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner(env={"COLUMNS": "200"}).invoke(
         cli, ["--config", str(config), *args], input=input, catch_exceptions=False
     )
+
+
+def start_worker(runtime: Runtime) -> tuple[Worker, threading.Thread]:
+    """A scheduling worker (`pipeline run`) on a thread of this process, back once its start-up sweep ran."""
+    worker = Worker(runtime)
+    started: list[SweepReport] = []
+    thread = threading.Thread(target=worker.run_forever, kwargs={"on_start": started.append}, daemon=True)
+    thread.start()
+    wait_until(lambda: bool(started), 20, "the start-up sweep")
+    return worker, thread
+
+
+def scheduler_jobs(runtime: Runtime) -> dict[str, float]:
+    """APScheduler's persistent jobs: id → next run (seconds since the epoch)."""
+    with runtime.store.engine.begin() as db:
+        rows = db.execute(sa.text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all()
+    return {str(job): float(when) for job, when in rows}
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:

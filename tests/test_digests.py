@@ -4,7 +4,6 @@ the cron's local time through a DST change, sent once, skipped when nothing is n
 from __future__ import annotations
 
 import email
-import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
@@ -12,7 +11,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 import time_machine
 from apscheduler.triggers.cron import CronTrigger
 
@@ -21,8 +19,7 @@ from pipeline.digest import make_due_digests, previous_fire
 from pipeline.errors import ConfigError
 from pipeline.models import Release
 from pipeline.runtime import Runtime
-from pipeline.schedule import JOB_TABLE, SweepReport, Worker
-from tests.conftest import CONFIG, run_cli, wait_until, write_project
+from tests.conftest import CONFIG, run_cli, scheduler_jobs, start_worker, wait_until, write_project
 
 DIGEST = """\
 digests:
@@ -282,13 +279,8 @@ def test_the_running_worker_makes_the_digest_by_its_own_timer(tmp_path: Path) ->
     settings = load_settings(config)
     with time_machine.travel("2026-03-09T11:58:00+00:00", tick=True) as traveller:  # Monday 07:58 EDT
         runtime = Runtime.open(settings)
-        worker = Worker(runtime)
-        started: list[SweepReport] = []
-        thread = threading.Thread(target=worker.run_forever, kwargs={"on_start": started.append}, daemon=True)
-        thread.start()
-        wait_until(lambda: bool(started), 20, "the start-up sweep")
-        with runtime.store.engine.begin() as db:
-            jobs: dict[str, float] = dict(db.execute(sa.text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all())
+        worker, thread = start_worker(runtime)
+        jobs = scheduler_jobs(runtime)
         assert datetime.fromtimestamp(jobs["digest-weekly"], UTC) == datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
         assert runtime.store.last_digest_end("weekly") == datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # last Monday
         traveller.shift(timedelta(minutes=2, seconds=1))

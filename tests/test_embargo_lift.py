@@ -3,19 +3,16 @@ its email is due later), a worker down over the embargo catches up once, and one
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import time_machine
 
 from pipeline.config import load_settings
 from pipeline.models import DistributionStatus
 from pipeline.runtime import Runtime
-from pipeline.schedule import JOB_TABLE, SweepReport, Worker
-from tests.conftest import CONFIG, run_cli, wait_until, write_project
+from tests.conftest import CONFIG, run_cli, scheduler_jobs, start_worker, wait_until, write_project
 
 # Embargoed until 09:00 EDT on Tuesday 10 March 2026 (13:00 UTC).
 RELEASE = """\
@@ -124,13 +121,8 @@ def test_the_running_worker_publishes_on_the_embargo_by_its_own_timer(project: P
     settings = load_settings(project)
     with time_machine.travel(EMBARGO - timedelta(minutes=5), tick=True) as traveller:
         runtime = Runtime.open(settings)
-        worker = Worker(runtime)
-        started: list[SweepReport] = []
-        thread = threading.Thread(target=worker.run_forever, kwargs={"on_start": started.append}, daemon=True)
-        thread.start()
-        wait_until(lambda: bool(started), 20, "the start-up sweep")
-        with runtime.store.engine.begin() as db:
-            jobs = list(db.execute(sa.text(f"SELECT id FROM {JOB_TABLE}")).scalars())
+        worker, thread = start_worker(runtime)
+        jobs = scheduler_jobs(runtime)
         assert any(job.startswith("embargo-") for job in jobs), jobs
         assert not _public(project)
         traveller.shift(timedelta(minutes=5, seconds=1))

@@ -68,17 +68,7 @@ class Ctx:
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         flashes = self.request.session.pop("flash", [])
-        html = self.rt.renderer.render(
-            f"desk/{template}",
-            user=self.user,
-            csrf=csrf_token(self.request),
-            csrf_field=CSRF_FIELD,
-            flashes=flashes,
-            path=self.request.url.path,
-            desk=PREFIX,
-            **context,
-        )
-        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        return page(self.rt, self.request, template, status, self.user, flashes, **context)
 
     def redirect(self, path: str) -> RedirectResponse:
         return RedirectResponse(PREFIX + path, status_code=303)
@@ -130,19 +120,31 @@ def guarded(rt: Runtime, view: View, approver: bool = False) -> Callable[[Reques
     return endpoint
 
 
-def _refused(rt: Runtime, request: Request, status: int, message: str, user: DeskUser | None = None) -> HTMLResponse:
+def page(
+    rt: Runtime,
+    request: Request,
+    template: str,
+    status: int = 200,
+    user: DeskUser | None = None,
+    flashes: list[list[str]] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A desk page with what every page shows: the user, the CSRF token for its forms, messages, the nav."""
     html = rt.renderer.render(
-        "desk/refused.html",
-        status=status,
-        message=message,
+        f"desk/{template}",
         user=user,
         csrf=csrf_token(request),
         csrf_field=CSRF_FIELD,
-        flashes=[],
+        flashes=flashes or [],
         path=request.url.path,
         desk=PREFIX,
+        **context,
     )
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def _refused(rt: Runtime, request: Request, status: int, message: str, user: DeskUser | None = None) -> HTMLResponse:
+    return page(rt, request, "refused.html", status, user, status_code=status, message=message)
 
 
 def desk_mount(rt: Runtime) -> Mount:

@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline import manage
 from pipeline.contacts import write_contacts
-from pipeline.desk import PAGE_HEADERS, PREFIX, Ctx, _refused, guarded
-from pipeline.desk.auth import CSRF_FIELD, authenticate, csrf_ok, csrf_token, sign_in
+from pipeline.desk import PAGE_HEADERS, PREFIX, Ctx, _refused, guarded, page
+from pipeline.desk.auth import CSRF_FIELD, authenticate, csrf_ok, sign_in
 from pipeline.desk.charts import month_of as calendar_month
 from pipeline.desk.charts import timeline_svg
 from pipeline.desk.compose import FIELDS, document_of, form_of
@@ -53,18 +53,9 @@ ENGAGEMENT = ("delivered", "bounced", "dropped", "opened", "clicked", "complaine
 def _login_page(
     rt: Runtime, request: Request, status: int = 200, error: str | None = None, next_path: str | None = None
 ) -> HTMLResponse:
-    html = rt.renderer.render(
-        "desk/login.html",
-        user=None,
-        csrf=csrf_token(request),
-        csrf_field=CSRF_FIELD,
-        flashes=[],
-        path=request.url.path,
-        desk=PREFIX,
-        error=error,
-        next=_safe_next(next_path or request.query_params.get("next")),
+    return page(
+        rt, request, "login.html", status, error=error, next=_safe_next(next_path or request.query_params.get("next"))
     )
-    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
 def _safe_next(target: str | None) -> str:
@@ -540,38 +531,38 @@ def _asset(name: str, media_type: str) -> Route:
 
 
 def routes(rt: Runtime) -> list[BaseRoute]:
-    def page(path: str, view: Any, methods: tuple[str, ...] = ("GET",), approver: bool = False) -> Route:
+    def route(path: str, view: Any, methods: tuple[str, ...] = ("GET",), approver: bool = False) -> Route:
         return Route(path, guarded(rt, view, approver), methods=list(methods))
 
     def action(name: str, approver: bool) -> Route:
-        return page(f"/distributions/{{dist_id:int}}/{name}", lambda ctx: _act(ctx, name), ("POST",), approver)
+        return route(f"/distributions/{{dist_id:int}}/{name}", lambda ctx: _act(ctx, name), ("POST",), approver)
 
     return [
         *login_routes(rt),
         _asset("desk.css", "text/css; charset=utf-8"),
         _asset("desk.js", "text/javascript; charset=utf-8"),
-        page("/", home),
-        page("/queue", queue_list),
-        page("/calendar", calendar_view),
-        page("/releases", releases_list),
-        page("/releases/new", release_new),
-        page("/releases/upload", release_upload, ("POST",)),
-        page("/releases/write", release_write, ("POST",)),
-        page("/releases/{release_id:int}", release_show),
-        page("/releases/{release_id:int}/edit", release_edit, ("GET", "POST")),
-        page("/releases/{release_id:int}/preview", release_preview),
-        page("/releases/{release_id:int}/email.html", release_email_html),
-        page("/releases/{release_id:int}/page.html", release_page_html),
-        page("/releases/{release_id:int}/test-email", release_test_email, ("POST",)),
-        page("/releases/{release_id:int}/queue", release_queue, ("GET", "POST")),
-        page("/distributions/{dist_id:int}", distribution_show),
-        page("/distributions/{dist_id:int}/progress.json", distribution_progress),
+        route("/", home),
+        route("/queue", queue_list),
+        route("/calendar", calendar_view),
+        route("/releases", releases_list),
+        route("/releases/new", release_new),
+        route("/releases/upload", release_upload, ("POST",)),
+        route("/releases/write", release_write, ("POST",)),
+        route("/releases/{release_id:int}", release_show),
+        route("/releases/{release_id:int}/edit", release_edit, ("GET", "POST")),
+        route("/releases/{release_id:int}/preview", release_preview),
+        route("/releases/{release_id:int}/email.html", release_email_html),
+        route("/releases/{release_id:int}/page.html", release_page_html),
+        route("/releases/{release_id:int}/test-email", release_test_email, ("POST",)),
+        route("/releases/{release_id:int}/queue", release_queue, ("GET", "POST")),
+        route("/distributions/{dist_id:int}", distribution_show),
+        route("/distributions/{dist_id:int}/progress.json", distribution_progress),
         action("hold", approver=False),
         action("reschedule", approver=False),
         action("release", approver=True),
         action("cancel", approver=False),
         action("approve", approver=True),
-        page("/contacts", contacts_list),
-        page("/contacts.csv", contacts_csv),
-        page("/suppressions", suppressions),
+        route("/contacts", contacts_list),
+        route("/contacts.csv", contacts_csv),
+        route("/suppressions", suppressions),
     ]
