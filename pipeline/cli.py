@@ -919,8 +919,7 @@ def workers_cmd(state: State, as_json: bool) -> None:
     """The live `pipeline run` processes (heard from within three `schedule.heartbeat`s): which one schedules,
     what each is sending now, and when each was last heard from."""
     rt = state.runtime
-    now = rt.clock()
-    found = rt.store.workers(now, 3 * rt.settings.schedule.heartbeat)
+    now, found = rt.store.workers(3 * rt.settings.schedule.heartbeat)  # the database's clock: one for all
     if as_json:
         click.echo(
             json.dumps(

@@ -32,7 +32,8 @@ class StoreRateGate:
     name: str
 
     def reserve(self, count: int, interval: float) -> float:
-        return self.store.reserve_slots(self.name, count, interval, time.time())
+        # The database says how long from now (in its own time); this machine's clock only adds the delay.
+        return time.time() + self.store.reserve_slots(self.name, count, interval)
 
 
 @dataclass

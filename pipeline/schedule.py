@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -237,7 +238,8 @@ class Worker:
         return reports
 
     def _beat(self) -> None:
-        self.rt.store.heartbeat(self.holder, "scheduler" if self.leading else "sender", self.rt.clock())
+        forget_after = 10 * self.rt.settings.schedule.heartbeat
+        self.rt.store.heartbeat(self.holder, "scheduler" if self.leading else "sender", forget_after)
 
     def _heartbeat(self) -> None:
         """Say this worker is alive every `schedule.heartbeat` (a thread: a long batch never silences it)."""
@@ -265,13 +267,28 @@ class Worker:
             "pipeline.schedule:fire_sweep", "interval", seconds=interval, id=SWEEP_JOB, replace_existing=True
         )
         lost = threading.Event()
+        renewed = [time.monotonic()]  # when the lease was last known to be ours
 
         def renew() -> None:  # a thread of its own, so a long sweep never lets the lease lapse
-            while not self._stop.wait(lease.total_seconds() / 3):
-                if not self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
-                    log.warning("the scheduler lease was taken over; standing by")
-                    lost.set()
-                    return
+            while not self._stop.wait(lease.total_seconds() / 3) and not lost.is_set():
+                asked = time.monotonic()
+                try:
+                    if not self.rt.store.take_lease(SCHEDULER_LEASE, me, self.rt.clock(), lease):
+                        log.warning("the scheduler lease was taken over; standing by")
+                        lost.set()
+                        return
+                except PipelineError as exc:  # the database is away: keep trying while the lease lasts
+                    log.warning("cannot renew the scheduler lease: %s", exc)
+                    continue
+                renewed[0] = asked
+
+        def lapsed() -> bool:
+            """Not renewed for most of a lease (the database is unreachable, or renewal hangs): another
+            process may take it over any moment, so stop scheduling rather than risk two schedulers."""
+            if time.monotonic() - renewed[0] > 0.9 * lease.total_seconds():
+                log.warning("the scheduler lease could not be renewed in time; standing by")
+                lost.set()
+            return lost.is_set()
 
         heartbeat = threading.Thread(target=renew, name="scheduler-lease", daemon=True)
         heartbeat.start()
@@ -281,7 +298,7 @@ class Worker:
             if on_start:
                 on_start(first)
             scheduler.resume()
-            while not self._stop.is_set() and not lost.wait(0.2):
+            while not self._stop.is_set() and not lost.wait(0.2) and not lapsed():
                 pass
         finally:
             if _active is self:

@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -316,6 +317,21 @@ def _suppress(db: Connection, address: str | None, reason: str, now: datetime, d
     return True
 
 
+def _lock_distribution(db: Connection, distribution_id: int) -> None:
+    """Hold a distribution's row until the transaction ends (PostgreSQL; SQLite's write transactions are
+    serialised anyway), so deciding it is finished and reopening its deliveries never interleave."""
+    db.execute(sa.select(distributions.c.id).where(distributions.c.id == distribution_id).with_for_update())
+
+
+def db_now(db: Connection) -> datetime:
+    """The database server's clock (PostgreSQL), so workers on machines whose clocks disagree share one time;
+    this machine's for SQLite, whose users all run here."""
+    if db.dialect.name == "postgresql":
+        value: datetime = db.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        return value.astimezone(UTC)
+    return utcnow()
+
+
 def _ledger_written(db: Connection, distribution_id: int) -> bool:
     """Whether a distribution's ledger rows exist. Holds the distribution's row first, so two workers
     snapshotting at once take turns (PostgreSQL; SQLite transactions are serialised anyway) and the second
@@ -442,8 +458,9 @@ def create_engine(url: str, pool: Pool = Pool()) -> Engine:
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", _sqlite_begin)
+            sa.event.listen(engine, "commit", _committing)
             return engine
-        return sa.create_engine(
+        engine = sa.create_engine(
             url,
             pool_pre_ping=True,
             pool_size=pool.size,
@@ -451,31 +468,75 @@ def create_engine(url: str, pool: Pool = Pool()) -> Engine:
             pool_recycle=1800,
             connect_args={"connect_timeout": 10} if url.startswith("postgresql") else {},
         )
+        sa.event.listen(engine, "commit", _committing)
+        return engine
     except (sa.exc.ArgumentError, ImportError, OSError) as exc:
         raise StoreError(f"cannot open database {url!r}: {exc}") from exc
 
 
+_DISCONNECT_STATES = {"57P01", "57P02", "57P03", "25006"}  # shut down, crashed, starting up, read-only (failover)
+
+
 def _database_gone(exc: BaseException) -> bool:
-    """A failure that another try on a fresh connection can cure: the server restarted or is starting, the
-    connection dropped, or (SQLite) another writer held the lock past the busy timeout."""
+    """A failure that another try on a fresh connection can cure: the connection dropped, the server is down,
+    restarting or starting up, a failover left us on a read-only node, or (SQLite) another writer held the
+    lock past the busy timeout. Not a statement timeout, deadlock, full disk or wrong password."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-        text = str(exc.orig).lower()
-        return "locked" in text if "sqlite" in type(exc.orig).__module__ else True
-    return False
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.InternalError):
+        return False
+    if "sqlite" in type(exc.orig).__module__:
+        return "locked" in str(exc.orig).lower()
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:  # no answer from a server at all: refused, reset, timed out while connecting
+        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    return str(state).startswith("08") or str(state) in _DISCONNECT_STATES
+
+
+# Store methods that must not simply run again after their COMMIT was sent but its answer never came (the
+# first run may have been saved): a second run would misreport what happened or do it twice. They are tried
+# again only when the connection failed before COMMIT (nothing was saved); otherwise the error says so.
+_NOT_TWICE = {
+    "save_release",
+    "create_distribution",
+    "set_status",
+    "release_hold",
+    "cancel",
+    "resolve_in_doubt",
+    "reserve_slots",
+    "record_audit",
+    "save_user",
+    "remove_user",
+    "delete_draft",
+    "forget",
+    "claim",
+}
+_attempt = threading.local()  # per thread: whether the current attempt got as far as sending COMMIT
+
+
+def _committing(_connection: Connection) -> None:
+    _attempt.committing = True
 
 
 def _surviving_disconnects(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a Store method again (it is one transaction, rolled back when the connection died) until the
-    database answers or `Pool.reconnect_for` has passed."""
+    database answers or `Pool.reconnect_for` has passed; a method in _NOT_TWICE only when its COMMIT was
+    never sent."""
+    once_only = method.__name__ in _NOT_TWICE
+
+    def worth_another_try(exc: BaseException) -> bool:
+        return _database_gone(exc) and not (once_only and getattr(_attempt, "committing", False))
 
     @functools.wraps(method)
     def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        def attempt() -> Any:
+            _attempt.committing = False
+            return method(self, *args, **kwargs)
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_database_gone),
+            retry=tenacity.retry_if_exception(worth_another_try),
             wait=tenacity.wait_exponential(multiplier=0.2, max=5),
-            stop=tenacity.stop_after_delay(self.pool.reconnect_for.total_seconds()),
+            stop=tenacity.stop_after_delay(max(0.0, self.pool.reconnect_for.total_seconds() - 5)),
             before_sleep=lambda state: log.warning(
                 "database unavailable (%s); trying %s again",
                 state.outcome.exception() if state.outcome else "?",
@@ -484,8 +545,13 @@ def _surviving_disconnects(method: Callable[..., Any]) -> Callable[..., Any]:
             reraise=True,
         )
         try:
-            return retrying(method, self, *args, **kwargs)
-        except sa.exc.OperationalError as exc:
+            return retrying(attempt)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if once_only and getattr(_attempt, "committing", False) and _database_gone(exc):
+                raise StoreError(
+                    f"the database connection broke while saving ({method.__name__}); it may or may not have "
+                    "been saved: check, then repeat if needed"
+                ) from exc
             raise StoreError(f"the database did not answer: {exc.orig}") from exc
 
     return call
@@ -502,12 +568,16 @@ MIGRATION_LOCK = 7_215_402_611  # a PostgreSQL advisory lock key: one process mi
 
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str, bool]:
-    """(the database's schema revision, the newest this code knows, whether this code knows the former)."""
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-        script = ScriptDirectory.from_config(_alembic_config(connection))
-        head = script.get_current_head()
-        known = current is None or current in {rev.revision for rev in script.walk_revisions()}
+    """(the database's schema revision, the newest this code knows, whether this code knows the former).
+    Raises StoreError when the database cannot be reached."""
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            script = ScriptDirectory.from_config(_alembic_config(connection))
+            head = script.get_current_head()
+            known = current is None or current in {rev.revision for rev in script.walk_revisions()}
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise StoreError(f"cannot reach the database: {exc.orig}") from exc
     assert head is not None
     return current, head, known
 
@@ -925,6 +995,7 @@ class Store:
         still_open = any_in(*OPEN_STATUSES)
         troubled = any_in(DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT)
         with self.engine.begin() as db:
+            _lock_distribution(db, distribution_id)  # whoever reopens deliveries holds it too: they take turns
             db.execute(
                 distributions.update()
                 .where(
@@ -971,6 +1042,7 @@ class Store:
         if current not in releasable:
             return None
         with self.engine.begin() as db:
+            _lock_distribution(db, distribution_id)
             retried = 0
             if retry_failed:
                 retried = db.execute(
@@ -1208,7 +1280,8 @@ class Store:
                 deliveries.update()
                 .where(
                     among(deliveries.c.id, ids),
-                    deliveries.c.status == DeliveryStatus.CLAIMED.value,
+                    # `submitting` too: run again after its commit's answer was lost, it still says "yours"
+                    deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
                     deliveries.c.claimed_by == worker,
                 )
                 .values(status=DeliveryStatus.SUBMITTING.value, updated_at=utcnow())
@@ -1389,6 +1462,12 @@ class Store:
         if not delivery_ids:
             return 0
         with self.engine.begin() as db:
+            if not sent:  # reopening: not while finish() decides this distribution is done
+                owners = db.execute(
+                    sa.select(deliveries.c.distribution_id).where(deliveries.c.id.in_(list(delivery_ids))).distinct()
+                ).scalars()
+                for owner in sorted(owners):
+                    _lock_distribution(db, owner)
             rows = (
                 db.execute(
                     deliveries.update()
@@ -1940,24 +2019,31 @@ class Store:
 
     # --- a rate shared by all workers --------------------------------------------------------------------
 
-    def reserve_slots(self, name: str, count: int, interval: float, now: float) -> float:
+    def reserve_slots(self, name: str, count: int, interval: float, now: float | None = None) -> float:
         """Reserve `count` send slots `interval` seconds apart for provider `name`, after every slot any worker
-        holds: returns when the first starts (seconds since the epoch). One row per provider, locked for the
-        moment of the update (FOR UPDATE on PostgreSQL; SQLite's write transactions queue)."""
+        holds: returns how many seconds from now the first starts. One row per provider, locked for the moment
+        of the update (FOR UPDATE on PostgreSQL; SQLite's write transactions queue). Times are the database's
+        (db_now) unless `now` (seconds since the epoch) is given, so workers' clocks need not agree."""
         with self.engine.begin() as db:
-            db.execute(_insert_ignoring_duplicates(self.engine, rate_slots, ["name"]).values(name=name, next_free=now))
+            current = now if now is not None else db_now(db).timestamp()
+            db.execute(
+                _insert_ignoring_duplicates(self.engine, rate_slots, ["name"]).values(name=name, next_free=current)
+            )
             free = db.execute(
                 sa.select(rate_slots.c.next_free).where(rate_slots.c.name == name).with_for_update()
             ).scalar_one()
-            start = max(float(free), now)
+            start = max(float(free), current)
             db.execute(rate_slots.update().where(rate_slots.c.name == name).values(next_free=start + count * interval))
-        return start
+        return start - current
 
     # --- workers ---------------------------------------------------------------------------------------
 
-    def heartbeat(self, name: str, role: str, now: datetime) -> None:
-        """Record that worker `name` is alive (and its role) now."""
+    def heartbeat(self, name: str, role: str, forget_after: timedelta) -> None:
+        """Record that worker `name` is alive (and its role) now, in the database's time; rows of workers not
+        heard from for `forget_after` (they died) are removed on the way."""
         with self.engine.begin() as db:
+            now = db_now(db)
+            db.execute(workers.delete().where(workers.c.heartbeat_at < now - forget_after))
             if not db.execute(
                 workers.update().where(workers.c.name == name).values(role=role, heartbeat_at=now)
             ).rowcount:
@@ -1971,12 +2057,16 @@ class Store:
         with self.engine.begin() as db:
             db.execute(workers.delete().where(workers.c.name == name))
 
-    def workers(self, now: datetime, live_within: timedelta) -> list[WorkerState]:
-        """Workers whose last heartbeat is within `live_within` of now, with what each holds; older rows (a
-        worker that died) are removed on the way."""
+    def workers(self, live_within: timedelta) -> tuple[datetime, list[WorkerState]]:
+        """The database's time now, and the workers heard from within `live_within` of it, with what each
+        holds. Reads only."""
         with self.engine.begin() as db:
-            db.execute(workers.delete().where(workers.c.heartbeat_at < now - live_within))
-            rows = db.execute(sa.select(workers).order_by(workers.c.started_at, workers.c.name)).all()
+            now = db_now(db)
+            rows = db.execute(
+                sa.select(workers)
+                .where(workers.c.heartbeat_at >= now - live_within)
+                .order_by(workers.c.started_at, workers.c.name)
+            ).all()
             held = db.execute(
                 sa.select(deliveries.c.claimed_by, deliveries.c.distribution_id, sa.func.count())
                 .where(deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]))
@@ -1986,7 +2076,7 @@ class Store:
         holding: dict[str, dict[int, int]] = {}
         for holder, dist_id, count in held:
             holding.setdefault(str(holder), {})[int(dist_id)] = int(count)
-        return [
+        return now, [
             WorkerState(
                 r.name,
                 "scheduler" if any(lease.holder == r.name for lease in lease_rows) else "sender",

@@ -6,6 +6,7 @@ the tests check the pipeline's logic, not the disk. Each test gets a database of
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from tools.fake_smtp import free_port
 
 SUPERUSER = "pipeline"
+PREFIX = "pipeline-pg-"
 
 
 def _bindir() -> Path | None:
@@ -77,20 +79,50 @@ class PgServer:
         return self.url(name)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(bindir: Path) -> None:
+    """Stop servers that earlier test runs left behind (a run killed before its teardown) and remove them."""
+    for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        owner = folder / "owner.pid"
+        try:
+            pid = int(owner.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if _alive(pid):
+            continue
+        run_as = "postgres" if os.geteuid() == 0 else None
+        PgServer(bindir, folder, 0, run_as).stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def start_server() -> PgServer:
+    """A fresh server, stopped by stop_server, or at exit, or by the next run's sweep if this one is killed."""
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
+    sweep_stale(bindir)
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
     run_as = "postgres" if os.geteuid() == 0 else None
     if run_as:
         shutil.chown(folder, user=run_as)
     server = PgServer(bindir, folder, free_port(), run_as)
+    (folder / "owner.pid").write_text(str(os.getpid()), encoding="utf-8")
     server._run("initdb", "-D", str(server.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync")
     server.start()
+    atexit.register(stop_server, server)
     return server
 
 
 def stop_server(server: PgServer) -> None:
-    server.stop("immediate")
-    shutil.rmtree(server.folder, ignore_errors=True)
+    if server.folder.exists():
+        server.stop("immediate")
+        shutil.rmtree(server.folder, ignore_errors=True)

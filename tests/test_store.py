@@ -166,7 +166,7 @@ def test_send_slots_reserved_at_once_by_several_workers_never_overlap(url: str) 
     def worker() -> None:
         own = _store(url)
         for _ in range(10):
-            start = own.reserve_slots("smtp", 5, 0.1, 1_800_000_000.0)
+            start = 1_800_000_000.0 + own.reserve_slots("smtp", 5, 0.1, 1_800_000_000.0)
             with lock:
                 taken.append((start, start + 5 * 0.1))
         own.close()
@@ -181,3 +181,39 @@ def test_send_slots_reserved_at_once_by_several_workers_never_overlap(url: str) 
     assert len(taken) == 40
     assert all(b[0] >= a[1] - 1e-6 for a, b in itertools.pairwise(taken))  # one after another
     assert taken[-1][1] == pytest.approx(1_800_000_000.0 + 40 * 5 * 0.1)
+
+
+def test_marking_a_batch_as_being_sent_twice_still_says_it_is_ours(url: str) -> None:
+    """Run again after its commit's answer was lost, mark_submitting must not make the lane drop the batch."""
+    store = _store(url)
+    release_id, _ = store.save_release(Release(headline="Twice", body=("x",)), NOW)
+    dist = store.create_distribution(release_id, ["all"], NOW, "UTC")
+    assert dist is not None
+    store.snapshot(dist, release_id, "email", ((f"p{i}@example.com", None, None) for i in range(5)))
+    store.set_status(dist, DistributionStatus.SENDING)
+    ids = [d.id for d in store.claim(dist, "w1", 5, datetime.now(UTC) + timedelta(minutes=5))]
+    assert store.mark_submitting(ids, "w1") == sorted(ids)
+    assert store.mark_submitting(ids, "w1") == sorted(ids)
+    assert store.mark_submitting(ids, "w2") == []  # never another worker's
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        ("AdminShutdown", True),  # 57P01: the server is restarting
+        ("CannotConnectNow", True),  # 57P03: starting up
+        ("ConnectionFailure", True),  # 08006
+        ("ReadOnlySqlTransaction", True),  # 25006: a failover left us on a read-only node
+        ("QueryCanceled", False),  # 57014: a statement timeout is not an outage
+        ("DeadlockDetected", False),
+        ("DiskFull", False),
+        ("InvalidPassword", False),
+    ],
+)
+def test_only_an_outage_is_waited_out(error: str, retried: bool) -> None:
+    import psycopg.errors
+
+    cause = getattr(psycopg.errors, error)()
+    wrapped = sa.exc.DBAPIError.instance("SELECT 1", {}, cause, psycopg.Error)
+    assert pipeline.store._database_gone(wrapped) is retried

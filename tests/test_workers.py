@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.config import load_settings
@@ -61,7 +60,7 @@ def test_three_workers_share_one_distribution_and_a_killed_one_loses_nothing(
             names = {f"{os.uname().nodename}:{w.pid}": w for w in workers}
 
             def live() -> set[str]:
-                return {w.name for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3)}
+                return {w.name for w in runtime.store.workers(settings.schedule.heartbeat * 3)[1]}
 
             wait_until(lambda: live() == set(names), 30, "three live workers")
 
@@ -76,17 +75,11 @@ def test_three_workers_share_one_distribution_and_a_killed_one_loses_nothing(
             (dist,) = runtime.store.distributions()
 
             def holders() -> set[str]:
-                return {
-                    w.name
-                    for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3)
-                    if w.holding
-                }
+                return {w.name for w in runtime.store.workers(settings.schedule.heartbeat * 3)[1] if w.holding}
 
             # Some way into the send (each worker has had time for a few requests), all three holding batches.
             wait_until(lambda: server.requests >= 40 and len(holders()) == 3, 60, "all three workers sending")
-            scheduler = next(
-                w for w in runtime.store.workers(datetime.now(UTC), settings.schedule.heartbeat * 3) if w.leases
-            )
+            scheduler = next(w for w in runtime.store.workers(settings.schedule.heartbeat * 3)[1] if w.leases)
             victim = names[scheduler.name]
             victim.send_signal(signal.SIGKILL)  # the scheduler, mid-send: it holds a claimed or in-flight batch
             victim.wait()

@@ -174,14 +174,17 @@ class SmtpTransport:
     def _pace_shared(self, rate: float, gate: RateGate) -> None:
         """Slots from the gate, a block at a time per lane (at most a second's worth, so an unused tail at
         the end of a batch costs little), one database round trip per block rather than per message."""
+        now = self.wallclock()
         block: list[float] | None = getattr(self._local, "block", None)
+        if block and block[0] + (block[2] - block[1]) / rate < now - 1.0 / rate:
+            block = None  # its slots have passed unused (the lane paused between batches): take fresh ones
         if not block or block[1] <= 0:
             size = float(max(1, min(int(rate), 20)))
             block = self._local.block = [gate.reserve(int(size), 1.0 / rate), size, size]
         start, left, size = block
         slot = start + (size - left) / rate
         block[1] = left - 1
-        wait = slot - self.wallclock()
+        wait = slot - now
         if wait > 0:
             self.sleep(wait)
 
