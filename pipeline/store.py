@@ -1289,6 +1289,21 @@ class Store:
             ).scalars()
             return sorted(int(i) for i in moved)
 
+    def extend_claims(self, ids: Sequence[int], worker: str, until: datetime) -> int:
+        """Push back the lease of deliveries `worker` still holds (claimed or being submitted)."""
+        with self.engine.begin() as db:
+            return int(
+                db.execute(
+                    deliveries.update()
+                    .where(
+                        among(deliveries.c.id, ids),
+                        deliveries.c.claimed_by == worker,
+                        deliveries.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SUBMITTING.value]),
+                    )
+                    .values(lease_until=until)
+                ).rowcount
+            )
+
     def release_claims(self, ids: Sequence[int], worker: str, refund: bool = False) -> None:
         """Give back deliveries `worker` claimed but did not send; never someone else's. `refund` takes the
         claim off their attempt count (a rate limit is not the recipient's doing)."""

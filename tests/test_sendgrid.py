@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +19,9 @@ from hypothesis import strategies as st
 from pipeline.config import Settings
 from pipeline.models import DeliveryStatus, DistributionStatus
 from pipeline.runtime import Runtime
-from pipeline.send import Dispatcher
+from pipeline.send import Dispatcher, DispatchReport
 from pipeline.store import utcnow
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_until
 from tests.transport_rig import API_KEY, channel, queue_to_all, with_send
 from tools.fake_sendgrid import FakeSendGrid, Faults
 
@@ -347,3 +348,26 @@ def test_links_mailed_before_key_ids_still_unsubscribe(runtime: Runtime) -> None
         )
         is None
     )
+
+
+def test_a_batch_slower_than_its_lease_keeps_its_lease_while_it_is_sent(
+    settings: Settings, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request answered after 2.5 s with a 1.2 s lease: the sender renews the batch's lease while it waits,
+    so another worker expiring leases meanwhile neither takes the batch nor puts it in doubt."""
+    faults = Faults(script=["slow"], slow_seconds=2.5)
+    with channel(
+        "sendgrid", with_send(settings, lease=timedelta(seconds=1.2)), monkeypatch, faults=faults, timeout=10
+    ) as ch:
+        dist_id = queue_to_all(ch.runtime, project)
+        reports: list[DispatchReport] = []
+        sending = threading.Thread(target=lambda: reports.append(ch.runtime.dispatcher().dispatch(dist_id)))
+        sending.start()
+        wait_until(lambda: ch.sendgrid is not None and ch.sendgrid.requests >= 1, 10, "the request to go out")
+        expired: list[tuple[int, int]] = []
+        while sending.is_alive():  # what another worker's dispatch does, again and again, for the whole wait
+            expired.append(ch.runtime.store.expire_leases(datetime.now(UTC), resend_in_flight=False))
+            time.sleep(0.1)
+        sending.join()
+    assert expired and all(found == (0, 0) for found in expired), expired
+    assert reports[0].accepted == 4 and reports[0].in_doubt == 0

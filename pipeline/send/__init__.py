@@ -14,12 +14,14 @@ dispatch(distribution):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +43,7 @@ from pipeline.send.base import Transport
 from pipeline.store import ClaimedDelivery, Store, address_hash
 from pipeline.unsubscribe import UnsubscribeLinks
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10  # claims of one delivery the provider keeps deferring before it counts as failed
 LONGEST_WAIT = 300.0  # seconds; a provider asking for a longer pause is left to a later sweep
 
@@ -267,7 +270,8 @@ class Dispatcher:
             if c.id in still_claimed
         ]
         try:
-            results = self.transport.send(rendition, recipients)
+            with self._lease_kept(ids):
+                results = self.transport.send(rendition, recipients)
         except TransientSendError as exc:
             self.store.release_claims(ids, self.worker, refund=exc.rate_limited)
             retries += 0 if exc.rate_limited else 1
@@ -296,6 +300,29 @@ class Dispatcher:
             trouble = TransientSendError(f"{len(later)} recipients to retry")
             return self._pause_before_retry(run, trouble, retries), retries
         return True, retries
+
+    @contextlib.contextmanager
+    def _lease_kept(self, ids: list[int]) -> Iterator[None]:
+        """Renew the batch's lease every third of `send.lease` while the transport works on it (a paced SMTP
+        batch sharing its rate with other workers, a slow provider), so no other worker takes it over and no
+        one puts it in doubt while it is still being sent."""
+        lease = self.settings.send.lease
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(lease.total_seconds() / 3):
+                try:
+                    self.store.extend_claims(ids, self.worker, self.clock() + lease)
+                except PipelineError as exc:
+                    log.warning("cannot renew the lease of a batch being sent: %s", exc)
+
+        keeper = threading.Thread(target=renew, name="batch-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _give_up_after_attempts(self, result: SendResult, attempts: int) -> SendResult:
         """A recipient the provider keeps deferring (SMTP 4xx every time) fails after MAX_ATTEMPTS claims,
