@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -34,7 +34,6 @@ FIELDS = (
 
 def form_of(release: Release, zone: str) -> dict[str, str]:
     """The release as the form shows it: plain text, one blank line between paragraphs and blocks."""
-    embargo = release.embargo.astimezone(ZoneInfo(zone)) if release.embargo else None
     return {
         "embargo_utc": release.embargo.isoformat() if release.embargo else "",
         "headline": release.headline or "",
@@ -43,7 +42,7 @@ def form_of(release: Release, zone: str) -> dict[str, str]:
         "dateline": release.dateline or "",
         "language": release.language or "",
         "categories": ", ".join(release.categories),
-        "embargo": embargo.strftime("%Y-%m-%dT%H:%M") if embargo else "",
+        "embargo": local_input(release.embargo, ZoneInfo(zone)) if release.embargo else "",
         "embargo_tz": zone,
         "body": "\n\n".join(release.body),
         "about": "\n\n".join(f"About {a.name}\n{a.text}" for a in release.about),
@@ -101,8 +100,7 @@ def document_of(form: Mapping[str, str], corrects: str | None = None) -> str:
 
 
 def _embargo(local_text: str, zone_name: str, shown: str) -> str:
-    """The embargo as ISO 8601 with its offset. The form's local time cannot tell the two 01:30s of the autumn
-    change apart, so while it still shows the instant the page was made with (`shown`), that instant is kept."""
+    """The embargo as ISO 8601 with its offset; the instant the page showed while it is unchanged (shown_instant)."""
     zone = zone_named(zone_name)
     if zone is None:
         raise FormError(f"unknown time zone {zone_name!r} (e.g. America/Toronto)", field="embargo")
@@ -112,13 +110,27 @@ def _embargo(local_text: str, zone_name: str, shown: str) -> str:
         raise FormError(f"embargo {local_text!r}: not a date and time", field="embargo") from exc
     if not 1970 <= local.year <= 2999:
         raise FormError(f"embargo {local_text!r}: the year must be between 1970 and 2999", field="embargo")
+    exact = shown_instant(local_text, shown, zone)
+    if exact is not None:
+        return exact.isoformat()
+    return (local if local.tzinfo else localize(local, zone)).isoformat()
+
+
+def local_input(moment: datetime, zone: tzinfo) -> str:
+    """A moment as a datetime-local field shows it."""
+    return f"{moment.astimezone(zone):%Y-%m-%dT%H:%M}"
+
+
+def shown_instant(local_text: str, shown: str, zone: tzinfo) -> datetime | None:
+    """A datetime-local field cannot tell the two 01:30s of the autumn change apart, so pages also carry the
+    exact instant they showed (`shown`, ISO 8601 with offset): that instant, while the field still shows it."""
     try:
         exact = datetime.fromisoformat(shown) if shown else None
     except ValueError:
-        exact = None
-    if exact is not None and exact.tzinfo and f"{exact.astimezone(zone):%Y-%m-%dT%H:%M}" == local_text[:16]:
-        return exact.isoformat()
-    return (local if local.tzinfo else localize(local, zone)).isoformat()
+        return None
+    if exact is None or exact.tzinfo is None or local_input(exact, zone) != local_text[:16]:
+        return None
+    return exact
 
 
 def _join(paragraphs: list[str]) -> list[str]:

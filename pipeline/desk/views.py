@@ -26,11 +26,11 @@ from pipeline.desk import PAGE_HEADERS, PREFIX, Ctx, _refused, guarded, page
 from pipeline.desk.auth import CSRF_FIELD, authenticate, csrf_ok, sign_in
 from pipeline.desk.charts import month_of as calendar_month
 from pipeline.desk.charts import timeline_svg
-from pipeline.desk.compose import FIELDS, document_of, form_of
+from pipeline.desk.compose import FIELDS, document_of, form_of, local_input, shown_instant
 from pipeline.errors import FormError, NotFoundError, ReleaseParseError
 from pipeline.feed import FeedEntry, render_item
 from pipeline.intake import default_due, parse_when, queue_release, zone_or_default
-from pipeline.models import OPEN_STATUSES, PREVIEW_CHANNEL, DeliveryStatus, DistributionStatus, Release
+from pipeline.models import OPEN_STATUSES, PREVIEW_CHANNEL, DeliveryStatus, DistributionStatus, Outcome, Release
 from pipeline.parse import parse_release
 from pipeline.render import previewed
 from pipeline.runtime import Runtime
@@ -318,7 +318,7 @@ def release_test_email(ctx: Ctx) -> Response:
     ctx.rt.store.record_audit(
         ctx.user.name, "test email", ctx.rt.clock(), f"to {ctx.user.email}: {result.outcome.value}", stored.id
     )
-    ok = result.outcome.value == "accepted"
+    ok = result.outcome is Outcome.ACCEPTED
     ctx.flash("ok" if ok else "error", f"test email to {ctx.user.email}: {result.outcome.value} {result.error or ''}")
     return ctx.redirect(f"/releases/{stored.id}/preview")
 
@@ -334,7 +334,7 @@ def release_queue(ctx: Ctx) -> Response:
         zone_name = rt.settings.timezone
         due = default_due(stored.release, ZoneInfo(zone_name), rt.clock())
         chosen = list(stored.release.audiences or rt.settings.releases.default_audiences)
-        form = {"at": _local_input(due, ZoneInfo(zone_name)), "at_utc": due.isoformat(), "tz": zone_name, "preview": ""}
+        form = {"at": local_input(due, ZoneInfo(zone_name)), "at_utc": due.isoformat(), "tz": zone_name, "preview": ""}
         return ctx.page(
             "queue_form.html", stored=stored, audiences=audiences, chosen=chosen, form=form, count=None, zones=_zones()
         )
@@ -382,24 +382,11 @@ def release_queue(ctx: Ctx) -> Response:
 
 
 def _when(ctx: Ctx, field: str, zone: tzinfo, now: datetime) -> datetime:
-    """The time a form's `field` names (empty: now). A datetime-local field cannot tell the two 01:30s of the
-    autumn change apart, so the page also carries the exact instant it showed (`<field>_utc`): while the local
-    time is unchanged, that instant is kept."""
+    """The time a form's `field` names (empty: now); the instant the page showed in `<field>_utc` while the
+    field still shows it (see shown_instant)."""
     text = ctx.value(field)
-    shown = ctx.value(f"{field}_utc")
-    if text and shown:
-        try:
-            exact = datetime.fromisoformat(shown)
-        except ValueError:
-            exact = None
-        if exact is not None and exact.tzinfo and _local_input(exact, zone) == text[:16]:
-            return exact
-    return parse_when(text.replace("T", " ") if text else "now", zone, now)
-
-
-def _local_input(moment: datetime, zone: tzinfo) -> str:
-    """A moment as a datetime-local field shows it."""
-    return f"{moment.astimezone(zone):%Y-%m-%dT%H:%M}"
+    exact = shown_instant(text, ctx.value(f"{field}_utc"), zone) if text else None
+    return exact or parse_when(text.replace("T", " ") if text else "now", zone, now)
 
 
 def _progress(ctx: Ctx, dist_id: int) -> dict[str, Any]:
@@ -438,7 +425,7 @@ def distribution_show(ctx: Ctx) -> Response:
         preview=dist.channel == PREVIEW_CHANNEL,
         waiting_approval=waiting_approval,
         may_approve=waiting_approval and ctx.user.approver and queued_by != ctx.user.name,
-        due_local=dist.due_at.astimezone(ZoneInfo(dist.timezone)).strftime("%Y-%m-%dT%H:%M"),
+        due_local=local_input(dist.due_at, ZoneInfo(dist.timezone)),
         zones=_zones(),
         engagement_labels=ENGAGEMENT,
     )
