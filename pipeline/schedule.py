@@ -206,7 +206,6 @@ class Worker:
                 dead = holder if holder and holder != me and not worker_alive(holder) else None
                 if self.rt.store.take_lease(SCHEDULER_LEASE, me, now, lease, dead_holder=dead):
                     self.leading = True
-                    self._beat()
                     self._lead(me, lease, on_start)
                     self.leading = False
                     on_start = None
@@ -237,19 +236,15 @@ class Worker:
                     log.warning("distribution %s: %s", dist.id, exc)
         return reports
 
-    def _beat(self) -> None:
-        forget_after = 10 * self.rt.settings.schedule.heartbeat
-        self.rt.store.heartbeat(self.holder, "scheduler" if self.leading else "sender", forget_after)
-
     def _heartbeat(self) -> None:
         """Say this worker is alive every `schedule.heartbeat` (a thread: a long batch never silences it)."""
-        every = self.rt.settings.schedule.heartbeat.total_seconds()
+        every = self.rt.settings.schedule.heartbeat
         while not self._stop.is_set():
             try:
-                self._beat()
+                self.rt.store.heartbeat(self.holder, forget_after=10 * every)
             except PipelineError as exc:
                 log.warning("heartbeat not recorded: %s", exc)
-            self._stop.wait(every)
+            self._stop.wait(every.total_seconds())
 
     def _lead(self, me: str, lease: timedelta, on_start: Callable[[SweepReport], None] | None) -> None:
         """Sweep now, then keep firing timers and sweeping, renewing the lease, until stopped or the lease is

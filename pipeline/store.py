@@ -238,7 +238,6 @@ workers = sa.Table(
     "workers",
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),  # host:pid, as claims and leases name it
-    sa.Column("role", sa.String(20), nullable=False),  # scheduler (holds the lease) or sender
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
@@ -2053,18 +2052,17 @@ class Store:
 
     # --- workers ---------------------------------------------------------------------------------------
 
-    def heartbeat(self, name: str, role: str, forget_after: timedelta) -> None:
-        """Record that worker `name` is alive (and its role) now, in the database's time; rows of workers not
+    def heartbeat(self, name: str, forget_after: timedelta) -> None:
+        """Record that worker `name` is alive now, in the database's time (its role follows from the leases it
+        holds); rows of workers not
         heard from for `forget_after` (they died) are removed on the way."""
         with self.engine.begin() as db:
             now = db_now(db)
             db.execute(workers.delete().where(workers.c.heartbeat_at < now - forget_after))
-            if not db.execute(
-                workers.update().where(workers.c.name == name).values(role=role, heartbeat_at=now)
-            ).rowcount:
+            if not db.execute(workers.update().where(workers.c.name == name).values(heartbeat_at=now)).rowcount:
                 db.execute(
                     _insert_ignoring_duplicates(self.engine, workers, ["name"]).values(
-                        name=name, role=role, started_at=now, heartbeat_at=now
+                        name=name, started_at=now, heartbeat_at=now
                     )
                 )
 

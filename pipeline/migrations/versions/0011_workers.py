@@ -20,7 +20,6 @@ def upgrade() -> None:
     op.create_table(
         "workers",
         sa.Column("name", sa.String(200), primary_key=True),
-        sa.Column("role", sa.String(20), nullable=False),
         sa.Column("started_at", UTCDateTime, nullable=False),
         sa.Column("heartbeat_at", UTCDateTime, nullable=False),
     )
