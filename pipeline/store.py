@@ -950,8 +950,11 @@ class Store:
         statuses: Iterable[DistributionStatus] | None = None,
         due_before: datetime | None = None,
         due_after: datetime | None = None,
+        release_id: int | None = None,
     ) -> list[Distribution]:
         query = self._distribution_query().order_by(distributions.c.due_at, distributions.c.id)
+        if release_id is not None:
+            query = query.where(distributions.c.release_id == release_id)
         if statuses is not None:
             query = query.where(distributions.c.status.in_([s.value for s in statuses]))
         if due_before is not None:

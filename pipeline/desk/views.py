@@ -229,7 +229,7 @@ def _stored(ctx: Ctx) -> StoredRelease:
 def release_show(ctx: Ctx) -> Response:
     stored = _stored(ctx)
     store = ctx.rt.store
-    dists = [d for d in store.distributions() if d.release_id == stored.id]
+    dists = store.distributions(release_id=stored.id)
     return ctx.page(
         "release.html",
         stored=stored,
@@ -247,7 +247,7 @@ def release_edit(ctx: Ctx) -> Response:
         form = form_of(stored.release, ctx.rt.settings.timezone)
         return ctx.page("write.html", form=form, release=stored, errors={}, zones=_zones(), suffixes=UPLOAD_SUFFIXES)
     store, now = ctx.rt.store, ctx.rt.clock()
-    own = [d for d in store.distributions() if d.release_id == stored.id]
+    own = store.distributions(release_id=stored.id)
     started = stored.published_at is not None or bool(own)
     try:
         # Queued or public: the edit replaces this release in place (same slug, page and ledger).
